@@ -16,12 +16,17 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Debian's chromium, for the headless check that report.html renders (best effort: not every machine allows apt).
+$(VENV)/.chromium: | $(STAMP)
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed; the browser check will say so"
+	touch $@
+
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/alignkit demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(VENV)/.chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
