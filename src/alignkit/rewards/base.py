@@ -58,3 +58,123 @@ def check_result(name: str, result: Any, n: int) -> RewardResult:
     if result.attributes is not None and len(result.attributes) != n:
         raise RewardError(f"reward '{name}' returned {len(result.attributes)} attribute rows for {n} completions")
     return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers shared by every reward implementation (added with the rewards package; the protocol above is unchanged).
+
+
+def reward_name(reward: Any) -> str:
+    """The reward's `name`, or a readable fallback for plain callables."""
+    return str(getattr(reward, "name", None) or getattr(reward, "__name__", None) or type(reward).__name__)
+
+
+def unpack_prompts(prompts: Sequence[Any], context: dict[str, Any]) -> tuple[list[Prompt], dict[str, Any]]:
+    """Accept prompts as plain prompts or as prompt records (`PromptExample` or dicts with a `prompt` key).
+
+    Records may carry `constraints` and `references`; those become per-example context columns unless the caller
+    passed the column explicitly (explicit context wins). Returns (plain prompts, context).
+    """
+    plain: list[Prompt] = []
+    found: dict[str, list[Any]] = {"constraints": [], "references": []}
+    any_record = False
+    for p in prompts:
+        if isinstance(p, (str, list)):
+            plain.append(p)
+            found["constraints"].append(None)
+            found["references"].append(None)
+            continue
+        if isinstance(p, dict) and "prompt" in p:
+            rec = p
+        elif hasattr(p, "prompt"):
+            rec = {k: getattr(p, k, None) for k in ("prompt", "constraints", "references")}
+        else:
+            raise RewardError(f"a prompt must be a string, a list of chat messages or a prompt record; got "
+                              f"{type(p).__name__}")
+        any_record = True
+        plain.append(rec["prompt"])
+        found["constraints"].append(rec.get("constraints") or None)
+        found["references"].append(rec.get("references") or None)
+    context = dict(context)
+    if any_record:
+        for key, column in found.items():
+            if key not in context and any(v is not None for v in column):
+                context[key] = column
+    return plain, context
+
+
+def context_column(context: dict[str, Any], key: str, n: int, reward: str, required: bool = False
+                   ) -> list[Any] | None:
+    """A per-example context column (one entry per completion), validated for length."""
+    column = context.get(key)
+    if column is None:
+        if required:
+            raise RewardError(f"reward '{reward}' needs context['{key}'] (one entry per completion)")
+        return None
+    if isinstance(column, (str, bytes)) or not isinstance(column, Sequence):
+        raise RewardError(f"reward '{reward}': context['{key}'] must be a list with one entry per completion")
+    if len(column) != n:
+        raise RewardError(f"reward '{reward}': context['{key}'] has {len(column)} entries for {n} completions")
+    return list(column)
+
+
+def call_reward(reward: Any, prompts: Sequence[Any], completions: Sequence[str], **context: Any) -> RewardResult:
+    """Call any reward safely: validate inputs, wrap foreign exceptions in RewardError naming the reward, and check
+    the result with `check_result`. Combinators and callers use this instead of calling rewards directly."""
+    name = reward_name(reward)
+    if isinstance(completions, str):
+        raise RewardError(f"reward '{name}': completions must be a list of strings, not one string")
+    if len(prompts) != len(completions):
+        raise RewardError(f"reward '{name}': {len(prompts)} prompts but {len(completions)} completions")
+    try:
+        result = reward(prompts, completions, **context)
+    except RewardError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure inside user code is reported against the reward's name
+        raise RewardError(f"reward '{name}' raised {type(e).__name__}: {e}") from e
+    return check_result(name, result, len(completions))
+
+
+class FunctionReward:
+    """Wrap a plain function as a Reward.
+
+    `batched=True`: `fn(prompts, completions, **context)` returns a RewardResult or a list of floats.
+    `batched=False`: `fn(prompt, completion, **example_context)` returns a float (or (float, attributes dict)) and
+    is called once per example with each per-example context column indexed.
+    """
+
+    def __init__(self, fn: Any, name: str | None = None, batched: bool = True) -> None:
+        self.fn = fn
+        self.name = name or reward_name(fn)
+        self.batched = batched
+
+    def __call__(self, prompts: Sequence[Prompt], completions: Sequence[str], **context: Any) -> RewardResult:
+        if self.batched:
+            return call_reward_fn(self.name, self.fn, prompts, completions, context)
+        scores: list[float] = []
+        attrs: list[dict[str, Any]] = []
+        for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+            ctx = {k: v[i] for k, v in context.items() if isinstance(v, Sequence) and not isinstance(v, str)
+                   and len(v) == len(completions)}
+            try:
+                out = self.fn(p, c, **ctx)
+            except Exception as e:  # noqa: BLE001
+                raise RewardError(f"reward '{self.name}' raised {type(e).__name__} on example {i}: {e}") from e
+            if isinstance(out, tuple):
+                out, extra = out
+                attrs.append(dict(extra))
+            else:
+                attrs.append({})
+            scores.append(out)
+        return check_result(self.name, RewardResult(scores, attrs if any(attrs) else None), len(completions))
+
+
+def call_reward_fn(name: str, fn: Any, prompts: Sequence[Prompt], completions: Sequence[str],
+                   context: dict[str, Any]) -> RewardResult:
+    try:
+        out = fn(prompts, completions, **context)
+    except RewardError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise RewardError(f"reward '{name}' raised {type(e).__name__}: {e}") from e
+    return check_result(name, out, len(completions))
