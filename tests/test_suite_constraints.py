@@ -20,6 +20,7 @@ from alignkit.data.suite import (
     write_suite,
 )
 from alignkit.errors import DataError
+from alignkit.rewards.verifiers import install_offline_nltk
 
 
 def test_shipped_suite_has_the_default_sizes_and_record_layout():
@@ -58,7 +59,7 @@ def test_combination_key_ignores_order_but_not_kwargs():
 
 
 def test_suite_covers_the_constraint_kinds_and_the_task_pool():
-    assert len(BASE_TASKS) >= 60 and len(CONSTRAINT_KINDS) == 15
+    assert len(BASE_TASKS) >= 60 and len(CONSTRAINT_KINDS) == 16
     ids = {c["id"] for r in suite_records("train") for c in r["constraints"]}
     assert ids == {k.id for k in CONSTRAINT_KINDS}
     used = {r["base_task"] for split in ("train", "test") for r in suite_records(split)}
@@ -73,6 +74,7 @@ def test_no_prompt_holds_conflicting_constraints():
 
 
 def test_every_shipped_constraint_is_accepted_by_the_ifeval_verifier():
+    install_offline_nltk()  # the sentence counter needs punkt data, which is not shipped
     for split in ("train", "test"):
         for r in suite_records(split):
             for c in r["constraints"]:
@@ -120,3 +122,14 @@ def test_write_suite_round_trips(tmp_path):
 def test_render_prompt_rejects_unknown_constraint():
     with pytest.raises(DataError, match="unknown constraint id"):
         render_prompt("Say hi.", [{"id": "nope:nothing", "kwargs": {}}])
+
+
+def test_csr_reward_scores_every_shipped_prompt():
+    from alignkit.rewards.verifiers import csr_reward
+
+    examples = load_suite("train") + load_suite("test")
+    reward = csr_reward()
+    result = reward(examples, ["<<Title>>\n* one\n* two\nP.S. done"] * len(examples))
+    assert len(result.scores) == len(examples)
+    assert all(0.0 <= s <= 1.0 for s in result.scores)
+    assert result.info.get("without_constraints", 0) == 0

@@ -132,9 +132,8 @@ def _no_kwargs(rng: random.Random, task: BaseTask) -> dict[str, Any]:
     return {}
 
 
-# Thresholds are kept small and reachable for short answers from a small model. IFEval's sentence-count check
-# (`length_constraints:number_sentences`) is left out: it needs NLTK's punkt tokenizer, a pickled download that is
-# not shipped with the package.
+# Thresholds are kept small and reachable for short answers from a small model. The sentence-count check needs
+# NLTK's punkt data offline: `alignkit.rewards.verifiers.install_offline_nltk()` swaps in a regex splitter.
 CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
     ConstraintKind(
         "keywords:existence",
@@ -149,6 +148,11 @@ CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
         lambda rng, t: rng.choice(({"num_words": rng.choice((30, 50, 80)), "relation": "less than"},
                                    {"num_words": rng.choice((20, 40, 60)), "relation": "at least"})),
         lambda kw: f"Answer with {kw['relation']} {kw['num_words']} words."),
+    ConstraintKind(
+        "length_constraints:number_sentences",
+        lambda rng, t: rng.choice(({"num_sentences": rng.choice((3, 4, 5)), "relation": "less than"},
+                                   {"num_sentences": rng.choice((2, 3, 4)), "relation": "at least"})),
+        lambda kw: f"Your response should contain {kw['relation']} {kw['num_sentences']} sentences."),
     ConstraintKind(
         "change_case:english_lowercase", _no_kwargs,
         lambda kw: "Your entire response should be in English, and in all lowercase letters. "
