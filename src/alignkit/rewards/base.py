@@ -147,8 +147,14 @@ class FunctionReward:
         self.fn = fn
         self.name = name or reward_name(fn)
         self.batched = batched
+        self._accepts = _accepted_keywords(fn)
+
+    def _filter(self, context: dict[str, Any]) -> dict[str, Any]:
+        # Context is shared by all rewards in a combination; pass a function only the keys it declares.
+        return context if self._accepts is None else {k: v for k, v in context.items() if k in self._accepts}
 
     def __call__(self, prompts: Sequence[Prompt], completions: Sequence[str], **context: Any) -> RewardResult:
+        context = self._filter(context)
         if self.batched:
             return call_reward_fn(self.name, self.fn, prompts, completions, context)
         scores: list[float] = []
@@ -167,6 +173,20 @@ class FunctionReward:
                 attrs.append({})
             scores.append(out)
         return check_result(self.name, RewardResult(scores, attrs if any(attrs) else None), len(completions))
+
+
+def _accepted_keywords(fn: Any) -> set[str] | None:
+    """Keyword names `fn` accepts, or None when it takes **kwargs (or has no inspectable signature)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)}
 
 
 def call_reward_fn(name: str, fn: Any, prompts: Sequence[Prompt], completions: Sequence[str],
