@@ -172,7 +172,7 @@ class HFSampler:
             lp = torch.log_softmax(logits, dim=-1)
             vals, toks = lp.topk(min(k, lp.shape[-1]), dim=-1)
             for v_row, t_row in zip(vals.tolist(), toks.tolist(), strict=True):
-                result.append([TopToken(t, self.tokenizer.decode([t]), v) for t, v in zip(t_row, v_row, strict=True)])
+                result.append([TopToken(t, self.tokenizer.decode([t]), v, t in self.eos_ids) for t, v in zip(t_row, v_row, strict=True)])
             self.compute.forward_tokens += sum(len(s) for s in chunk)
         return result
 

@@ -75,6 +75,7 @@ class TopToken:
     token_id: int
     text: str
     logprob: float  # raw model log-prob at temperature 1
+    is_eos: bool = False
 
 
 @runtime_checkable
