@@ -1,0 +1,149 @@
+"""`alignkit data build`: preference data from a policy's samples (verifier, reference, reward, judge) or from
+conversations (feedback). A thin layer over `alignkit.data.build`; the `data` verb group adds it via
+`add_build_parser`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from alignkit.cli import add_command
+from alignkit.errors import ConfigError
+
+SOURCES = ("verifier", "reference", "reward", "judge", "feedback")
+
+EXAMPLES = """\
+  alignkit data build --from verifier --policy smollm2-135m-instruct --prompts suite:train --n 4 --out act.jsonl
+  alignkit data build --from verifier --policy tiny-random --prompts suite:train --format listwise --out lists.jsonl
+  alignkit data build --from reference --policy smollm2-135m-instruct --prompts refs.jsonl --select hard \\
+      --fraction 0.25 --out hard_pairs.jsonl
+  alignkit data build --from reward --reward "keyword:cat,neighbour" --policy tiny-random --prompts p.jsonl \\
+      --out pairs.jsonl
+  alignkit data build --from judge --policy smollm2-135m-instruct --judge smollm2-135m-instruct \\
+      --prompts suite:train --n 3 --out judged.jsonl
+  alignkit data build --from feedback --conversations chats.jsonl --format unpaired --out kto.jsonl
+Rerun the same command to resume: prompts already in OUT are skipped. --limit K stops after K new prompts.
+Prompt files are JSONL with `prompt` (string or chat messages) and optional `id`, `constraints`
+(or IFEval's `instruction_id_list`/`kwargs`) and `references`; `suite:train`/`suite:test` is the shipped suite.
+"""
+
+
+def add_build_parser(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `build` under the `data` verb group."""
+    p = add_command(data_subparsers, "build", "Build pairwise or listwise preference data from samples, "
+                    "verifiers, references, reward models, an LM judge or user feedback.", EXAMPLES)
+    p.add_argument("--from", dest="source", required=True, choices=SOURCES, help="builder")
+    p.add_argument("--out", required=True, help="output .jsonl (append-only; resumable)")
+    p.add_argument("--prompts", help="prompt JSONL file or suite:train / suite:test")
+    p.add_argument("--conversations", help="(feedback) JSONL of {'messages': [...]} conversations")
+    p.add_argument("--policy", help="policy model spec (tiny-random, smollm2-135m-instruct, a local directory)")
+    p.add_argument("--format", choices=("pairwise", "listwise", "unpaired"), default="pairwise",
+                   help="output kind (feedback: pairwise or unpaired; others: pairwise or listwise)")
+    p.add_argument("--pairs", choices=("best-vs-worst", "all"), default="best-vs-worst",
+                   help="pairwise: best vs worst per prompt, or every pair with a score gap")
+    p.add_argument("--reward", help="reward spec (verifier default: csr; reference default: bleu; reward: "
+                                    "required, e.g. ifeval, keyword:a,b, module:function)")
+    p.add_argument("--min-margin", type=float, default=0.0, help="(reward) pairs with a smaller gap are ties")
+    p.add_argument("--n", type=int, default=4, help="samples per prompt (default 4)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per sampler call")
+    p.add_argument("--limit", type=int, help="stop after this many newly processed prompts")
+    p.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report", help="also write the build report as JSON here")
+    g = p.add_argument_group("reference (BLEUBERI hard-prompt selection)")
+    g.add_argument("--select", choices=("hard", "easy", "random", "all"), default="hard")
+    g.add_argument("--fraction", type=float, help="keep this fraction of prompts")
+    g.add_argument("--num", type=int, help="keep this many prompts")
+    g.add_argument("--threshold", type=float, help="hard: mean score <= T; easy: mean score >= T")
+    g = p.add_argument_group("judge")
+    g.add_argument("--judge", help="judge model spec (may equal --policy)")
+    g.add_argument("--judge-template", help="file with a prompt template holding {prompt} and {responses}")
+    g.add_argument("--judge-max-new-tokens", type=int, default=32)
+    g.add_argument("--judge-temperature", type=float, default=0.0)
+    g.add_argument("--judge-retries", type=int, default=2)
+    g = p.add_argument_group("feedback")
+    g.add_argument("--classifier", default="rules", help="'rules' (default) or a model spec for the LM classifier")
+    p.set_defaults(func=cmd_build)
+    return p
+
+
+def _sampler(spec: str, seed: int) -> Any:
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+
+    model, tokenizer = load_model(spec, seed=seed)
+    return HFSampler(model, tokenizer)
+
+
+def _require(args: argparse.Namespace, *names: str) -> None:
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) in (None, "")]
+    if missing:
+        raise ConfigError(f"--from {args.source} needs {', '.join(missing)}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from alignkit.data import build as b
+
+    common = {"batch_size": args.batch_size, "overwrite": args.overwrite, "progress": not args.no_progress,
+              "limit": args.limit}
+    if args.source == "feedback":
+        _require(args, "conversations")
+        if args.format not in ("pairwise", "unpaired"):
+            raise ConfigError("--from feedback writes --format pairwise or unpaired")
+        classifier = (b.RuleBasedFeedbackClassifier() if args.classifier == "rules"
+                      else b.LMFeedbackClassifier(_sampler(args.classifier, args.seed), name=args.classifier))
+        report = b.run_build(b.FeedbackBuilder(classifier, fmt=args.format), b.load_conversations(args.conversations),
+                             args.out, **common)
+        return _finish(report, args)
+    _require(args, "prompts", "policy")
+    if args.format == "unpaired":
+        raise ConfigError(f"--from {args.source} writes --format pairwise or listwise")
+    sampling = b.SamplingSettings(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+    items = b.items_from_prompts(b.load_prompts(args.prompts))
+    reward = None
+    if args.reward:
+        from alignkit.rewards.registry import load_reward
+
+        reward = load_reward(args.reward)
+    policy = _sampler(args.policy, args.seed)
+    named = {"policy_name": args.policy}
+    if args.source == "verifier":
+        builder: Any = b.VerifierBuilder(policy, reward, sampling, fmt=args.format, pair_mode=args.pairs,
+                                         reward_spec=args.reward, **named)
+    elif args.source == "reward":
+        _require(args, "reward")
+        builder = b.RewardBuilder(policy, reward, sampling, fmt=args.format, pair_mode=args.pairs,
+                                  min_margin=args.min_margin, reward_spec=args.reward, **named)
+    elif args.source == "judge":
+        _require(args, "judge")
+        judge = policy if args.judge == args.policy else _sampler(args.judge, args.seed)
+        template = {}
+        if args.judge_template:
+            with open(args.judge_template, encoding="utf-8") as f:
+                template["template"] = f.read()
+        builder = b.JudgeBuilder(policy, judge, sampling, fmt=args.format, pair_mode=args.pairs,
+                                 judge_max_new_tokens=args.judge_max_new_tokens,
+                                 judge_temperature=args.judge_temperature, max_retries=args.judge_retries,
+                                 judge_name=args.judge, **template, **named)
+    else:
+        report = b.build_reference(policy, items, args.out, reward=reward, sampling=sampling, fmt=args.format,
+                                   select=args.select, fraction=args.fraction, num=args.num,
+                                   threshold=args.threshold, reward_spec=args.reward, **named, **common)
+        return _finish(report, args)
+    return _finish(b.run_build(builder, items, args.out, **common), args)
+
+
+def _finish(report: Any, args: argparse.Namespace) -> int:
+    print(report.summary(), file=sys.stderr)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(report.as_dict(), f, indent=2)
+    return 0

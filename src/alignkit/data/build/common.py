@@ -1,0 +1,202 @@
+"""Shared pieces of the preference-data builders: build items and their keys, sampling settings, reading prompt
+sources, and turning a scored list of completions into listwise or pairwise records.
+
+Every builder reads *items* (a prompt with its constraints/references, or a conversation), keyed by the record's
+id or, failing that, a hash of its prompt; the key is what resume uses to skip finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignkit.data.records import ListwiseExample, PairwiseExample, Prompt, PromptExample, Record
+from alignkit.decode.sampler import Sample, Sampler
+from alignkit.errors import ConfigError, DataError
+
+FORMATS = ("pairwise", "listwise")
+PAIR_MODES = ("best-vs-worst", "all")
+
+
+@dataclass(frozen=True)
+class BuildItem:
+    """One unit of work: a key (for resume), the prompt, and the source record (constraints, references, turns)."""
+
+    key: str
+    prompt: Prompt
+    source: PromptExample | dict[str, Any]
+
+    @property
+    def constraints(self) -> list[dict[str, Any]]:
+        return list(getattr(self.source, "constraints", None) or [])
+
+    @property
+    def references(self) -> list[str]:
+        return list(getattr(self.source, "references", None) or [])
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the policy is sampled; recorded in every record's provenance."""
+
+    n: int = 4
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"n must be >= 1 (samples per prompt), got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prompt_hash(prompt: Prompt) -> str:
+    """A stable key for a prompt without an id: sha256 of its canonical JSON (first 16 hex digits)."""
+    return hashlib.sha256(json.dumps(prompt, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def item_key(source: PromptExample | dict[str, Any], prompt: Prompt) -> str:
+    meta = getattr(source, "metadata", None) if not isinstance(source, dict) else source
+    ident = (meta or {}).get("id") if isinstance(meta, dict) else None
+    return f"id:{ident}" if ident not in (None, "") else f"sha:{prompt_hash(prompt)}"
+
+
+def items_from_prompts(prompts: Sequence[PromptExample | str | list[dict[str, str]]]) -> list[BuildItem]:
+    """Wrap prompts (PromptExamples, strings or chat lists) as build items."""
+    items = []
+    for i, p in enumerate(prompts):
+        example = p if isinstance(p, PromptExample) else PromptExample(prompt=p)
+        if not isinstance(example.prompt, (str, list)):
+            raise DataError(f"prompt {i} is a {type(example.prompt).__name__}; expected a string or chat list")
+        items.append(BuildItem(item_key(example, example.prompt), example.prompt, example))
+    return items
+
+
+def _ifeval_constraints(example: PromptExample) -> PromptExample:
+    """Rows in IFEval's own layout (`instruction_id_list` + `kwargs`, kept in metadata by the reader) get
+    `constraints` in alignkit's `{"id", "kwargs"}` form (None-valued kwargs dropped, as IFEval's scorer does)."""
+    ids = example.metadata.get("instruction_id_list")
+    if example.constraints or not ids:
+        return example
+    kwargs = example.metadata.get("kwargs") or [{} for _ in ids]
+    constraints = [{"id": i, "kwargs": {k: v for k, v in (kw or {}).items() if v is not None}}
+                   for i, kw in zip(ids, kwargs, strict=False)]
+    meta = {k: v for k, v in example.metadata.items() if k not in ("instruction_id_list", "kwargs")}
+    if "key" in meta and "id" not in meta:
+        meta["id"] = meta["key"]
+    return PromptExample(example.prompt, list(example.references), constraints, meta)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a malformed line is an error naming file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", source=str(path))
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON ({e.msg})", source=str(path), line=n) from e
+            if not isinstance(row, dict):
+                raise DataError("each line must be a JSON object", source=str(path), line=n)
+            rows.append(row)
+    return rows
+
+
+def load_prompts(spec: str) -> list[PromptExample]:
+    """Prompts from `suite:train` / `suite:test` (the shipped constraint suite) or a JSONL file whose rows hold
+    `prompt` and optionally `id`, `constraints` (or IFEval's `instruction_id_list` + `kwargs`), `references`."""
+    if spec.startswith("suite:"):
+        from alignkit.data.suite import load_suite
+
+        return load_suite(spec.split(":", 1)[1])
+    from alignkit.data.io import read_records
+
+    if not Path(spec).exists():
+        raise DataError("prompt file not found (or use suite:train / suite:test)", source=spec)
+    return [_ifeval_constraints(r) for r in read_records(spec, kind="prompt").records]
+
+
+def sample_batch(sampler: Sampler, items: Sequence[BuildItem], settings: SamplingSettings) -> list[list[Sample]]:
+    """n samples for each item. The call seed is derived from the settings' seed and the items' keys, so a
+    resumed build draws the same samples for the same batch."""
+    seed = int(hashlib.sha256((str(settings.seed) + "|" + "|".join(i.key for i in items)).encode())
+               .hexdigest()[:12], 16)
+    out = sampler.sample([i.prompt for i in items], n=settings.n, max_new_tokens=settings.max_new_tokens,
+                         temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, seed=seed)
+    if len(out) != len(items) or any(len(row) != settings.n for row in out):
+        raise DataError(f"the sampler returned {[len(r) for r in out]} samples for {len(items)} prompts x "
+                        f"n={settings.n}")
+    return out
+
+
+@dataclass
+class ScoredList:
+    """Completions of one prompt with their scores, ready to become listwise or pairwise records."""
+
+    item: BuildItem
+    completions: list[str]
+    scores: list[float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_format(fmt: str, pair_mode: str = "best-vs-worst") -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if pair_mode not in PAIR_MODES:
+        raise ConfigError(f"pair mode must be one of {PAIR_MODES}, got {pair_mode!r}")
+
+
+def records_from_scores(scored: ScoredList, fmt: str, metadata: dict[str, Any], pair_mode: str = "best-vs-worst",
+                        min_margin: float = 0.0, keep_tied_lists: bool = False
+                        ) -> tuple[list[Record], dict[str, int]]:
+    """Listwise: one record with all completions and scores (a list whose scores are all equal carries no ranking
+    signal and is skipped unless `keep_tied_lists`). Pairwise: best vs worst (or every ordered pair with a score
+    gap); pairs whose margin is <= `min_margin` (ties) are skipped and counted. Returns (records, skip counts)."""
+    check_format(fmt, pair_mode)
+    if not scored.scores:
+        return [], {"no_completions": 1}
+    prompt, comps, scores = scored.item.prompt, scored.completions, scored.scores
+    meta = {**metadata, **scored.extra}
+    if fmt == "listwise":
+        if len(set(scores)) <= 1 and len(scores) > 1 and not keep_tied_lists:
+            return [], {"all_tied": 1}
+        return [ListwiseExample(prompt=prompt, completions=list(comps), scores=list(scores), metadata=meta)], {}
+    pairs: list[tuple[int, int]] = []
+    skipped = 0
+    if pair_mode == "best-vs-worst":
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        worst = min(range(len(scores)), key=lambda i: (scores[i], i))
+        if scores[best] - scores[worst] > min_margin:
+            pairs.append((best, worst))
+        else:
+            skipped = 1
+    else:
+        for i in range(len(scores)):
+            for j in range(len(scores)):
+                if scores[i] - scores[j] > min_margin:
+                    pairs.append((i, j))
+                elif i < j and abs(scores[i] - scores[j]) <= min_margin:
+                    skipped += 1
+    records: list[Record] = [
+        PairwiseExample(prompt=prompt, chosen=comps[i], rejected=comps[j], margin=scores[i] - scores[j],
+                        metadata={**meta, "chosen_score": scores[i], "rejected_score": scores[j],
+                                  "chosen_index": i, "rejected_index": j})
+        for i, j in pairs]
+    return records, ({"tied_pairs": skipped} if skipped else {})
