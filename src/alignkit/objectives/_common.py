@@ -124,7 +124,7 @@ def running_mean_update(state: dict[str, Any] | None, key: str, values: Tensor) 
     The merge is TRL's `RunningMoments` rule (exact running mean; the initial count 1e-24 makes the first update
     return the batch mean). With `state=None` the batch mean is returned and nothing is kept.
     """
-    values = values.detach().float()
+    values = values.detach().double()
     n = values.numel()
     if n == 0:
         return float(state[key]["mean"]) if state is not None and key in state else 0.0
