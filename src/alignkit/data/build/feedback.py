@@ -13,7 +13,7 @@ Signal taxonomy (the subset of the SPUR/WildFeedback rubric that can be read fro
         positive_closure   "that's all I needed", "that's it for now"
   DSAT  negative_feedback  "not helpful", "useless", "that doesn't make sense", "not what I wanted"
         factual_error      "that's wrong", "incorrect", "not true", "actually, X is ..."
-        ignored_instruction "I asked for", "I said", "you didn't", "you forgot", "you ignored"
+        ignored_instruction "I asked for", "I meant", "you didn't", "you forgot", "still not"
         revision_request   "try again", "rewrite it", "redo", "rephrase", "make it shorter"
         insufficient_detail "more detail", "too vague", "elaborate", "not enough"
         style              "too long", "too formal", "too wordy", "simpler"
@@ -57,11 +57,11 @@ TAXONOMY: tuple[tuple[str, str, str], ...] = (
     (DSAT, "factual_error", r"\b(that'?s|that is|this is|it'?s|you'?re|you are) (just |completely |totally )?"
                             r"(wrong|incorrect|not (right|correct|true|accurate))\b|\bincorrect\b|\bnot true\b"
                             r"|\bthere'?s an? (mistake|error)\b|\bactually,? (it|that|the|there)\b"),
-    (DSAT, "ignored_instruction", r"\bi (asked|said|told you|wanted|requested)\b|\byou (didn'?t|did not|forgot|"
+    (DSAT, "ignored_instruction", r"\bi (asked|said|told you|wanted|requested|meant)\b|\byou (didn'?t|did not|forgot|"
                                   r"ignored|missed|left out)\b|\bthat'?s not what i\b|\bstill (too|not|no)\b"),
     (DSAT, "negative_feedback", r"\b(not|isn'?t|wasn'?t) (helpful|useful|good|what i (wanted|needed|meant))\b"
                                 r"|\b(useless|unhelpful|terrible|awful|nonsense)\b|\bdoesn'?t (make sense|help|"
-                                r"work|answer)\b|\b(that|this) (is|was) bad\b"),
+                                r"work|answer)\b|\b(that|this) (is|was) bad\b|\bthanks for nothing\b|\bare you sure\b"),
     (DSAT, "revision_request", r"\b(try again|one more time|redo|rewrite|rephrase|start over)\b"
                                r"|\bmake it (shorter|longer|simpler|more|less)\b|\bcan you (change|fix|shorten)\b"),
     (DSAT, "insufficient_detail", r"\b(more (detail|details|specific)|too (vague|short|brief|generic)|elaborate|"
@@ -70,7 +70,8 @@ TAXONOMY: tuple[tuple[str, str, str], ...] = (
     (SAT, "gratitude", r"\b(thanks|thank you|thx|ty|much appreciated|i appreciate)\b"),
     (SAT, "praise", r"\b(perfect|great|awesome|excellent|amazing|wonderful|brilliant|fantastic|love it|"
                     r"well done|nice( job| work| one)?|exactly what i (needed|wanted))\b"),
-    (SAT, "acknowledgment", r"\b(that|this|it) (works|worked|helps|helped|is helpful|was helpful|makes sense)\b"
+    (SAT, "acknowledgment", r"\b(that|this|it) (works|worked|helps|helped|makes sense)\b"
+                            r"|\b(that|this|it) (is|was) (really |very |so |super )?(helpful|useful|clear)\b"
                             r"|\b(got it|makes sense|understood|that'?s clear)\b"),
     (SAT, "positive_closure", r"\bthat'?s (all|it)( i needed| for now)?\b"),
 )
