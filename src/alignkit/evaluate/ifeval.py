@@ -145,16 +145,15 @@ def check_instructions(prompts: Sequence[str], responses: Sequence[str],
                        benchmark: str = "ifeval") -> tuple[list[list[bool]], list[list[bool]]]:
     """Run the verifiers: returns (strict, loose) booleans ready for `ifeval_accuracy`.
 
-    Uses `alignkit.rewards.verifiers.check_instructions(prompt, response, instruction_ids, kwargs, benchmark=...)`
-    when that module provides it (it must return a list of (strict, loose) pairs); otherwise the checker registry
-    of the `if_verifiable` package. Unknown instruction ids raise DataError (never silently skipped). An empty
-    response fails every instruction, strict and loose.
+    IFEval ids are checked by `alignkit.rewards.verifiers.check_constraints` (imported lazily); IFBench ids, or
+    IFEval ids when that module is missing, by the `if_verifiable` registry. Unknown instruction ids raise an
+    AlignkitError (RewardError or DataError), never a silent skip. An empty response fails every instruction.
     """
     n = len(prompts)
     if not (len(responses) == len(instruction_ids) == len(kwargs) == n):
         raise DataError(f"prompts ({n}), responses ({len(responses)}), instruction_ids ({len(instruction_ids)}) "
                         f"and kwargs ({len(kwargs)}) must have equal length")
-    check = _verifier_function()
+    check = _verifier_function(benchmark)
     strict: list[list[bool]] = []
     loose: list[list[bool]] = []
     for i in range(n):
@@ -164,23 +163,32 @@ def check_instructions(prompts: Sequence[str], responses: Sequence[str],
             strict.append([False] * len(instruction_ids[i]))
             loose.append([False] * len(instruction_ids[i]))
             continue
-        pairs = check(prompts[i], responses[i], list(instruction_ids[i]), list(kwargs[i]), benchmark=benchmark)
+        pairs = check(prompts[i], responses[i], list(instruction_ids[i]), list(kwargs[i]), benchmark)
         strict.append([bool(a) for a, _ in pairs])
         loose.append([bool(b) for _, b in pairs])
     return strict, loose
 
 
-def _verifier_function() -> Any:
-    try:
-        verifiers = importlib.import_module("alignkit.rewards.verifiers")
-    except ImportError:
-        verifiers = None
-    fn = getattr(verifiers, "check_instructions", None) if verifiers is not None else None
-    return fn if callable(fn) else _if_verifiable_check
+def _verifier_function(benchmark: str) -> Any:
+    """`alignkit.rewards.verifiers.check_constraints` for IFEval (it also makes the checkers work offline without
+    NLTK data); the `if_verifiable` registry directly for IFBench or when the verifiers module is unavailable."""
+    if benchmark == "ifeval":
+        try:
+            verifiers = importlib.import_module("alignkit.rewards.verifiers")
+        except ImportError:
+            verifiers = None
+        if verifiers is not None and hasattr(verifiers, "check_constraints") and hasattr(verifiers, "Constraint"):
+            def check(prompt: str, response: str, ids: list[str], kws: list[dict[str, Any]],
+                      benchmark: str) -> list[tuple[bool, bool]]:
+                cons = [verifiers.Constraint(iid, dict(kw or {})) for iid, kw in zip(ids, kws, strict=True)]
+                return [(r["strict"], r["loose"]) for r in verifiers.check_constraints(prompt, response, cons)]
+
+            return check
+    return _if_verifiable_check
 
 
 def _if_verifiable_check(prompt: str, response: str, instruction_ids: list[str], kwargs: list[dict[str, Any]],
-                         benchmark: str = "ifeval") -> list[tuple[bool, bool]]:
+                         benchmark: str) -> list[tuple[bool, bool]]:
     try:
         if benchmark == "ifeval":
             from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
