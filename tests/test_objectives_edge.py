@@ -23,6 +23,10 @@ def loss(name: str, lp: LogProbs, **kw: object) -> torch.Tensor:
     return get_objective(name)(lp, **kw)[0]
 
 
+def val(name: str, lp: LogProbs, **kw: object) -> float:
+    return float(loss(name, lp, **kw).detach())
+
+
 # ---- pairwise ----------------------------------------------------------------------------------------------
 
 def identical_pair() -> LogProbs:
@@ -55,14 +59,14 @@ def test_orpo_tie_leaves_only_nll_gradient() -> None:
 def test_epsilon_zero_reduces_to_dpo() -> None:
     lp = LogProbs(policy=t([[-3.0, -5.0], [-4.0, -2.0]]), lengths=t([[2.0, 2.0]] * 2),
                   reference=t([[-3.5, -4.0], [-4.0, -3.0]]))
-    dpo = float(loss("dpo", lp))
-    assert float(loss("dpo", lp, label_smoothing=0.0)) == pytest.approx(dpo)
-    assert float(loss("robust", lp, label_smoothing=0.0)) == pytest.approx(dpo)
+    dpo = val("dpo", lp)
+    assert val("dpo", lp, label_smoothing=0.0) == pytest.approx(dpo)
+    assert val("robust", lp, label_smoothing=0.0) == pytest.approx(dpo)
 
 
 def test_rdpo_can_be_negative_and_is_not_clipped() -> None:
     lp = LogProbs(policy=t([[0.0, -200.0]]), lengths=t([[1.0, 1.0]]), reference=t([[0.0, 0.0]]))
-    assert float(loss("robust", lp, label_smoothing=0.4)) < 0
+    assert val("robust", lp, label_smoothing=0.4) < 0
 
 
 def test_robust_rejects_epsilon_half() -> None:
@@ -72,14 +76,14 @@ def test_robust_rejects_epsilon_half() -> None:
 
 def test_reference_free_dpo_ignores_reference() -> None:
     lp = LogProbs(policy=t([[-3.0, -5.0]]), lengths=t([[2.0, 2.0]]))
-    assert float(loss("dpo", lp, reference_free=True)) == pytest.approx(-math.log(1 / (1 + math.exp(-0.2))))
+    assert val("dpo", lp, reference_free=True) == pytest.approx(-math.log(1 / (1 + math.exp(-0.2))))
 
 
 def test_sft_weight_adds_mean_token_nll_of_chosen() -> None:
     lp = LogProbs(policy=t([[-10.0, -12.0], [-4.0, -1.0]]), lengths=t([[5.0, 4.0], [2.0, 1.0]]),
                   reference=t([[-11.0, -11.5], [-4.0, -1.0]]))
     for name in ("dpo", "ipo", "hinge", "nca", "apo_zero", "sppo_hard", "discopop", "simpo", "slic", "robust"):
-        base = float(loss(name, lp))
+        base = val(name, lp)
         with_sft, m = get_objective(name)(lp, sft_weight=0.5)
         assert float(with_sft) == pytest.approx(base + 0.5 * (2.0 + 2.0) / 2), name
         assert m["nll_loss"] == pytest.approx(2.0)
@@ -189,21 +193,21 @@ def test_single_item_list_is_skipped_with_zero_loss(name: str) -> None:
 
 @pytest.mark.parametrize("name", LIPO)
 def test_all_equal_scores_give_zero(name: str) -> None:
-    assert float(loss(name, lists([[1.0, 3.0, -2.0]], [[0.5, 0.5, 0.5]]), beta=1.0)) == 0.0
+    assert val(name, lists([[1.0, 3.0, -2.0]], [[0.5, 0.5, 0.5]]), beta=1.0) == 0.0
 
 
 @pytest.mark.parametrize("name", LIPO)
 def test_ragged_list_equals_unpadded_list(name: str) -> None:
-    full = float(loss(name, lists([[1.0, 3.0, -2.0]], [[1.0, 0.5, 0.0]]), beta=1.0))
+    full = val(name, lists([[1.0, 3.0, -2.0]], [[1.0, 0.5, 0.0]]), beta=1.0)
     padded = lists([[1.0, 3.0, -2.0, 9.0], [0.5, -0.5, 7.0, 7.0]], [[1.0, 0.5, 0.0, 4.0], [1.0, 0.0, 5.0, 5.0]],
                    mask=[[True, True, True, False], [True, True, False, False]])
-    second = float(loss(name, lists([[0.5, -0.5]], [[1.0, 0.0]]), beta=1.0))
-    assert float(loss(name, padded, beta=1.0)) == pytest.approx((full + second) / 2, abs=1e-9)
+    second = val(name, lists([[0.5, -0.5]], [[1.0, 0.0]]), beta=1.0)
+    assert val(name, padded, beta=1.0) == pytest.approx((full + second) / 2, abs=1e-9)
 
 
 def test_tied_labels_form_no_pair() -> None:
     # items 1 and 2 tie: only pairs (1,3) and (2,3) count
-    value = float(loss("pair_hinge", lists([[0.0, 0.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0))
+    value = val("pair_hinge", lists([[0.0, 0.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0)
     assert value == pytest.approx(2.0)
 
 
@@ -223,7 +227,7 @@ def test_lipo_lambda_has_no_gradient_through_delta() -> None:
 
 def test_lipo_lambda_score_ties_break_by_index() -> None:
     # equal s: ranks 1, 2, 3 in index order, whatever the labels
-    value = float(loss("lipo_lambda", lists([[0.0, 0.0, 0.0]], [[0.0, 1.0, 2.0]]), beta=1.0))
+    value = val("lipo_lambda", lists([[0.0, 0.0, 0.0]], [[0.0, 1.0, 2.0]]), beta=1.0)
     inv_d = [1 / math.log(2), 1 / math.log(3), 1 / math.log(4)]
     g = [0.0, 1.0, 3.0]
     expected = sum(abs(g[i] - g[j]) * abs(inv_d[i] - inv_d[j]) * LOG2 for i, j in [(1, 0), (2, 0), (2, 1)])
@@ -232,19 +236,19 @@ def test_lipo_lambda_score_ties_break_by_index() -> None:
 
 def test_lipo_lambda_mean_reduction_divides_by_pairs() -> None:
     lp = lists([[1.0, 3.0, -2.0]], [[1.0, 0.5, 0.0]])
-    assert float(loss("lipo_lambda", lp, beta=1.0, reduction="mean")) == pytest.approx(0.6745846 / 3, abs=1e-6)
+    assert val("lipo_lambda", lp, beta=1.0, reduction="mean") == pytest.approx(0.6745846 / 3, abs=1e-6)
 
 
 def test_listmle_ties_are_deterministic() -> None:
-    a = float(loss("listmle", lists([[1.0, 2.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0))
-    b = float(loss("listmle", lists([[1.0, 2.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0))
+    a = val("listmle", lists([[1.0, 2.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0)
+    b = val("listmle", lists([[1.0, 2.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0)
     assert a == b
 
 
 def test_listnet_sum_norm_rejects_negative_labels() -> None:
     with pytest.raises(ConfigError, match="softmax"):
         loss("listnet", lists([[1.0, 0.0]], [[1.0, -1.0]]), beta=1.0)
-    assert float(loss("listnet", lists([[1.0, 0.0]], [[1.0, -1.0]]), beta=1.0, label_norm="softmax")) > 0
+    assert val("listnet", lists([[1.0, 0.0]], [[1.0, -1.0]]), beta=1.0, label_norm="softmax") > 0
 
 
 def pro_lists(p: list[float], r: list[float], grad: bool = False) -> LogProbs:
@@ -269,8 +273,8 @@ def test_pro_all_tied_rewards_give_no_ranking_gradient() -> None:
 def test_pro_without_temperature_and_unsorted_input() -> None:
     sorted_lp = pro_lists([-1.0, -1.5, -2.0], [2.0, 1.0, 0.5])
     shuffled = pro_lists([-2.0, -1.0, -1.5], [0.5, 2.0, 1.0])
-    assert float(loss("pro", shuffled)) == pytest.approx(float(loss("pro", sorted_lp)), abs=1e-9)
-    no_t = float(loss("pro", sorted_lp, sft_weight=0.0, use_temperature=False))
+    assert val("pro", shuffled) == pytest.approx(val("pro", sorted_lp), abs=1e-9)
+    no_t = val("pro", sorted_lp, sft_weight=0.0, use_temperature=False)
     p = [-1.0, -1.5, -2.0]
     expected = (math.log(sum(math.exp(x) for x in p)) - p[0]) + (math.log(math.exp(p[1]) + math.exp(p[2])) - p[1])
     assert no_t == pytest.approx(expected, abs=1e-6)
@@ -293,9 +297,9 @@ def test_aft_empty_group_gives_zero_alignment_loss() -> None:
     value, m = get_objective("aft")(aft_lp([-0.5, -0.7], [True, True]), boundary=0.5, nll_weight=0.0)
     assert float(value.detach()) == 0.0 and m["lists/skipped"] == 1.0
     # the NLL term still trains on the correct COTs
-    assert float(loss("aft", aft_lp([-0.5, -0.7], [True, True]), boundary=0.5)) == pytest.approx(0.6)
+    assert val("aft", aft_lp([-0.5, -0.7], [True, True]), boundary=0.5) == pytest.approx(0.6)
     # no positives: no NLL on wrong COTs
-    assert float(loss("aft", aft_lp([-0.5, -0.7], [False, False]), boundary=0.5)) == 0.0
+    assert val("aft", aft_lp([-0.5, -0.7], [False, False]), boundary=0.5) == 0.0
 
 
 def test_aft_bc_requires_boundary() -> None:
@@ -304,7 +308,7 @@ def test_aft_bc_requires_boundary() -> None:
 
 
 def test_aft_one_pos_one_neg_is_softplus() -> None:
-    value = float(loss("aft", aft_lp([-0.5, -0.6], [True, False]), variant="a", nll_weight=0.0))
+    value = val("aft", aft_lp([-0.5, -0.6], [True, False]), variant="a", nll_weight=0.0)
     assert value == pytest.approx(math.log1p(math.exp(-0.1)), abs=1e-9)
 
 
@@ -315,7 +319,7 @@ def test_cut_without_flags_is_average_of_two_mles() -> None:
     lp_p = torch.log(t([[[0.4, 0.2]]]))
     lp = LogProbs(policy=lp_p.sum(-1), lengths=t([[2.0]]), token_policy=lp_j, labels=torch.tensor([[False]]),
                   token_mask=torch.ones(1, 1, 2, dtype=torch.bool), extras={"token_policy_plain": lp_p})
-    assert float(loss("cut", lp)) == pytest.approx(-(math.log(0.4) + math.log(0.2)) / 2, abs=1e-9)
+    assert val("cut", lp) == pytest.approx(-(math.log(0.4) + math.log(0.2)) / 2, abs=1e-9)
 
 
 def test_cut_certain_token_stays_finite() -> None:
@@ -323,7 +327,7 @@ def test_cut_certain_token_stays_finite() -> None:
     lp_p = t([[[-1e-9, -5.0]]])
     lp = LogProbs(policy=lp_p.sum(-1), lengths=t([[2.0]]), token_policy=lp_j, labels=torch.tensor([[False]]),
                   token_mask=torch.ones(1, 1, 2, dtype=torch.bool), extras={"token_policy_plain": lp_p})
-    assert math.isfinite(float(loss("cut", lp, threshold=1.0 - 1e-12)))
+    assert math.isfinite(val("cut", lp, threshold=1.0 - 1e-12))
 
 
 def test_cut_detection_is_stop_gradient_and_masks_padding() -> None:

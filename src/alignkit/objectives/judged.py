@@ -68,5 +68,5 @@ def cut(lp: LogProbs, *, threshold: float, unlike_weight: float, combine: str) -
     return losses.mean(), {
         "count/positive": float(labels.sum()), "count/negative": float(n_neg),
         "flagged_fraction": float(flagged[~labels].sum() / mask[~labels].sum().clamp(min=1)),
-        "unlikelihood_loss": float(l_ul[~labels].mean()) if n_neg else 0.0,
+        "unlikelihood_loss": float(l_ul.detach()[~labels].mean()) if n_neg else 0.0,
     }
