@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from alignkit.errors import DataError
 from alignkit.evaluate.stats import Estimate
@@ -61,6 +60,8 @@ def group_matrix(matrices: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import rankdata  # scipy.stats takes seconds to import; only RSA needs it
+
     rx, ry = rankdata(x), rankdata(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     den = np.sqrt((rx * rx).sum() * (ry * ry).sum())
