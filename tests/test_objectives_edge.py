@@ -366,3 +366,15 @@ def test_describe_objectives_rows() -> None:
 def test_unknown_objective_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="available"):
         get_objective("nope")
+
+
+def test_cli_objectives_lists_every_objective(capsys: pytest.CaptureFixture[str]) -> None:
+    from alignkit.cli import main
+
+    assert main(["objectives", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert EXPECTED <= {r["name"] for r in rows}
+    assert main(["objectives", "--kind", "unpaired"]) == 0
+    out = capsys.readouterr().out
+    assert "kto" in out and "dpo" not in out
+    assert main(["objectives", "--name", "nope"]) == 2
