@@ -9,6 +9,10 @@ settings (builder, reward, policy, sampling…), then one line per finished item
   and a partly written last line is dropped, both counted in the report;
 * a progress file written with different settings is an error: mixing two builds in one file would be silent
   corruption, so the user picks a new `--out` or passes `overwrite=True`.
+
+Determinism: items are processed in fixed batches of the input (slices of `batch_size`), and a batch that is only
+partly finished is rebuilt whole (finished items' outcomes are discarded), so a build that was interrupted and
+resumed writes exactly the records of an uninterrupted build with the same seed and batch size.
 """
 
 from __future__ import annotations
@@ -202,34 +206,48 @@ def run_build(builder: Builder, items: Sequence[BuildItem], out: str | Path, *, 
     output = ResumableOutput(out, settings, overwrite=overwrite)
     report = BuildReport(out=str(out), items=len(items), repaired=Counter(output.repaired))
     seen: set[str] = set()
-    todo: list[BuildItem] = []
+    unique: list[BuildItem] = []
     for item in items:
         if item.key in seen:
             report.skipped["duplicate_input_items"] += 1
             continue
         seen.add(item.key)
+        unique.append(item)
         if item.key in output.done:
             report.resumed += 1
-        else:
-            todo.append(item)
-    if limit is not None:
-        todo = todo[:max(0, limit)]
-    bar = tqdm(total=len(seen), initial=report.resumed, desc=f"build:{builder.name}", unit="prompt",
+    remaining = None if limit is None else max(0, limit)
+    recomputed = 0
+    bar = tqdm(total=len(unique), initial=report.resumed, desc=f"build:{builder.name}", unit="prompt",
                disable=not progress, file=sys.stderr)
     try:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+        # Batches are fixed slices of the input (not of what is left), and a batch with any unfinished item is
+        # rebuilt whole, so sampling seeds and row positions match an uninterrupted run exactly.
+        for start in range(0, len(unique), batch_size):
+            batch = unique[start:start + batch_size]
+            if all(i.key in output.done for i in batch):
+                continue
+            if remaining == 0:
+                break
             outcomes = builder.build(batch)
             if [o.key for o in outcomes] != [i.key for i in batch]:
                 raise DataError(f"builder '{builder.name}' returned outcomes for keys "
                                 f"{[o.key for o in outcomes]} instead of {[i.key for i in batch]}")
             for outcome in outcomes:
+                if outcome.key in output.done:
+                    recomputed += 1
+                    continue
+                if remaining == 0:
+                    break
                 report.records_written += output.write(outcome)
                 report.processed += 1
+                if remaining is not None:
+                    remaining -= 1
                 if outcome.dropped:
                     report.dropped[outcome.dropped] += 1
                 report.skipped.update(outcome.skipped)
-            bar.update(len(batch))
+                bar.update(1)
+        if recomputed:
+            report.extra["finished_items_recomputed"] = recomputed
     finally:
         bar.close()
         report.records_total = output.records_in_file
