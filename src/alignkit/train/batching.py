@@ -107,7 +107,7 @@ def tokenize_records(records: Sequence[object], kind: str, tokenizer: PreTrained
     stats = TruncationStats()
     out: list[TokenizedExample] = []
     skipped = 0
-    for i, rec in enumerate(tqdm(records, desc=desc, leave=False, disable=len(records) < 200)):
+    for rec in tqdm(records, desc=desc, leave=False, disable=len(records) < 200):
         completions, extra = _completions(rec, kind)
         p = encode_prompt(tokenizer, rec.prompt, template)  # type: ignore[attr-defined]
         cs = [encode_completion(tokenizer, c) for c in completions]

@@ -1,0 +1,88 @@
+"""The training configuration: one typed dataclass, loaded from YAML plus `--set key=value` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from alignkit.errors import ConfigError
+from alignkit.models import LoraConfig
+
+ReferenceMode = Literal["auto", "precompute", "adapter", "separate", "none"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything `alignkit train` reads. Defaults follow TRL's DPOConfig where one exists.
+
+    Batch semantics: `batch_size` examples per process per micro-step; one optimiser step sees
+    `batch_size × grad_accum × world_size` examples (the global batch).
+    """
+
+    model: str = "smollm2-135m-instruct"
+    data: str = ""
+    eval_data: str | None = None
+    eval_split: float = 0.0  # fraction of `data` held out for eval when `eval_data` is not given
+    objective: str = "dpo"
+    objective_args: dict[str, Any] = field(default_factory=dict)
+    beta: float | None = None  # shortcut for objective_args.beta
+    output_dir: str = "runs/train"
+    # optimisation
+    batch_size: int = 4
+    eval_batch_size: int | None = None
+    grad_accum: int = 1
+    lr: float = 5e-7
+    weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    max_steps: int = 0  # 0 → epochs × steps per epoch
+    epochs: float = 1.0
+    warmup_steps: int = 0
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    seed: int = 0
+    # data
+    max_length: int | None = 1024
+    max_prompt_length: int | None = 512
+    truncation: Literal["keep_end", "drop"] = "keep_end"
+    template: Literal["auto", "always", "never"] = "auto"
+    shuffle: bool = True
+    # model / reference
+    reference: ReferenceMode = "auto"
+    reference_model: str | None = None  # for `separate`; defaults to `model`
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    torch_threads: int = 0  # 0 leaves torch's default
+    # bookkeeping
+    save_every: int = 0  # 0 → only at the end
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # 0 → only at the end (if there is eval data)
+    log_every: int = 1
+    max_bad_steps: int = 5  # non-finite losses in a row before stopping
+    report_to: list[str] = field(default_factory=list)  # "tensorboard"
+    resume: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("no training data: set `data` (e.g. --data pairs.jsonl)")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.max_steps < 0 or self.epochs <= 0 and self.max_steps == 0:
+            raise ConfigError("set max_steps > 0 or epochs > 0")
+        if not 0.0 <= self.eval_split < 1.0:
+            raise ConfigError(f"eval_split must be in [0, 1), got {self.eval_split}")
+        if self.max_bad_steps < 1:
+            raise ConfigError("max_bad_steps must be ≥ 1")
+        if len(self.adam_betas) != 2:
+            raise ConfigError(f"adam_betas needs two numbers, got {self.adam_betas}")
+        unknown = [r for r in self.report_to if r not in ("tensorboard",)]
+        if unknown:
+            raise ConfigError(f"report_to: unsupported {unknown}; supported: tensorboard")
+
+    def objective_hparams(self) -> dict[str, Any]:
+        args = dict(self.objective_args)
+        if self.beta is not None:
+            args.setdefault("beta", self.beta)
+        return args

@@ -1,0 +1,333 @@
+"""The offline training engine: any registered objective on its data kind, through the one `train_loop`.
+
+`train(cfg)` reads and tokenises the data once, loads the policy (optionally with LoRA), sets up the reference
+(precompute / adapter / separate / none), builds an `ObjectiveStep` (one forward per batch through
+`CompletionLogProbs`, the objective's loss) and runs `train_loop`. The run directory holds `config.yaml`
+(resolved), `metrics.jsonl`, `checkpoints/step-N/`, `final/` (HF model directory, or the LoRA adapter) and
+`summary.json`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from alignkit.config import save_config
+from alignkit.errors import ConfigError
+from alignkit.models import load_model, model_fingerprint
+from alignkit.objectives.base import LogProbs, ObjectiveSpec, get_objective
+from alignkit.train.batching import Batch, TokenizedData, collate, tokenize_records
+from alignkit.train.config import TrainConfig
+from alignkit.train.logps import CompletionLogProbs, as_seq_logprobs
+from alignkit.train.loop import LoopResult, train_loop
+from alignkit.train.reference import Reference, cache_key, freeze, load_or_compute, resolve_mode
+
+
+def read_training_records(path: str, kind: str) -> list[Any]:
+    """Validated records of `kind` from a file (JSONL/JSON/Parquet/CSV or a datasets directory)."""
+    from alignkit.data.io import read_records
+
+    return list(read_records(path, kind).records)
+
+
+def _batch_to(batch: Batch, device: Any) -> Batch:
+    if batch.input_ids.device == torch.device(device):
+        return batch
+    moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in batch.__dict__.items()
+             if k not in ("kl", "extras")}
+    out = Batch(**moved)
+    out.kl = tuple(t.to(device) for t in batch.kl) if batch.kl is not None else None  # type: ignore[assignment]
+    out.extras = {k: v.to(device) for k, v in batch.extras.items()}
+    return out
+
+
+class ObjectiveStep:
+    """`step_fn` for preference/SFT objectives: policy forward → LogProbs → objective loss."""
+
+    def __init__(self, spec: ObjectiveSpec, hparams: dict[str, Any], reference: Reference, device: Any,
+                 state: dict[str, Any] | None = None) -> None:
+        self.spec, self.hparams, self.reference, self.device = spec, dict(hparams), reference, device
+        self.state = state
+        self.with_kl = "kl" in spec.needs_extras
+
+    def logprobs(self, model: nn.Module, batch: Batch, split: str = "train") -> LogProbs:
+        spec = self.spec
+        out = as_seq_logprobs(model(batch.input_ids, batch.attention_mask, batch.labels, spec.token_level))
+        ref, ref_kl = self.reference(model, batch, split, spec.token_level)
+        lp = LogProbs(policy=batch.to_slots(out.sums), lengths=batch.to_slots(out.counts))
+        if ref is not None:
+            lp.reference = batch.to_slots(ref.sums)
+        if batch.K > 1 and not bool(batch.item_mask.all()):
+            lp.item_mask = batch.item_mask
+        elif spec.data_kind == "listwise":
+            lp.item_mask = batch.item_mask
+        lp.scores, lp.labels, lp.margins = batch.scores, batch.unpaired_labels, batch.margins
+        if spec.token_level:
+            lp.token_policy = self._tokens(batch, out.tokens)
+            lp.token_mask = self._tokens(batch, out.mask)
+            if ref is not None and ref.tokens is not None:
+                lp.token_reference = self._tokens(batch, ref.tokens)
+        if batch.kl is not None:
+            with torch.no_grad():  # KTO's z₀ is detached (spec §2.1)
+                kl_pol = as_seq_logprobs(model(*batch.kl))
+            lp.extras["kl_policy"] = kl_pol.sums
+            if ref_kl is not None:
+                lp.extras["kl_reference"] = ref_kl.sums
+        lp.extras.update(batch.extras)
+        return lp
+
+    @staticmethod
+    def _tokens(batch: Batch, values: Tensor | None) -> Tensor | None:
+        if values is None:
+            return None
+        full = torch.zeros(batch.B * batch.K, values.shape[1], dtype=values.dtype, device=values.device)
+        full = full.index_put((batch.rows.to(values.device),), values)
+        return full.view(batch.B, batch.K, -1)
+
+    def __call__(self, model: nn.Module, batch: Batch, split: str = "train") -> tuple[Tensor, dict[str, float], int]:
+        batch = _batch_to(batch, self.device)
+        lp = self.logprobs(model, batch, split)
+        kwargs = dict(self.hparams)
+        if self.state is not None:
+            kwargs["state"] = self.state
+        loss, metrics = self.spec(lp, **kwargs)
+        return loss, dict(metrics), batch.n_tokens
+
+
+class DataSource:
+    """`BatchSource` over a TokenizedData."""
+
+    def __init__(self, data: TokenizedData, pad_id: int, with_kl: bool) -> None:
+        self.data, self.pad_id, self.with_kl = data, pad_id, with_kl
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, indices: list[int]) -> Batch:
+        return collate(self.data, indices, self.pad_id, with_kl=self.with_kl)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    reference: str
+    final_dir: Path | None
+    loop: LoopResult
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def check_hparams(spec: ObjectiveSpec, hparams: dict[str, Any]) -> None:
+    accepted = set(spec.defaults) | set(inspect.signature(spec.fn).parameters) - {"lp"}
+    unknown = sorted(set(hparams) - accepted)
+    if unknown:
+        raise ConfigError(f"objective {spec.name!r} does not take {unknown}; its arguments: {sorted(accepted)}")
+
+
+def split_eval(records: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    if fraction <= 0:
+        return records, []
+    n_eval = max(1, int(round(len(records) * fraction)))
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed + 7)).tolist()
+    held = set(order[:n_eval])
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_accelerator() -> Any:
+    from accelerate import Accelerator
+
+    return Accelerator()
+
+
+def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: list[Any] | None = None,
+          accelerator: Any = None, log: Any = None) -> TrainResult:
+    """Train `cfg.model` on `cfg.data` with `cfg.objective`; returns the run directory and summary.
+
+    `records`/`eval_records` bypass reading files (Python use); `cfg.data` may then be any label.
+    """
+    if records is None:
+        cfg.validate()
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    accelerator = accelerator or make_accelerator()
+    main = accelerator.is_main_process
+    say = log or (print if main else (lambda _m: None))
+    seed_everything(cfg.seed)
+    spec = get_objective(cfg.objective)
+    hparams = cfg.objective_hparams()
+    check_hparams(spec, hparams)
+    if spec.needs_teacher:
+        raise ConfigError(f"objective {spec.name!r} needs a teacher model; the offline engine does not load "
+                          "teachers yet (precompute teacher outputs into extras)")
+    stateful = "state" in spec.defaults
+    state: dict[str, Any] | None = {} if stateful else None
+    if stateful:
+        hparams.pop("state", None)
+
+    kind = spec.data_kind
+    if records is None:
+        records = read_training_records(cfg.data, kind)
+    if eval_records is None and cfg.eval_data:
+        eval_records = read_training_records(cfg.eval_data, kind)
+    if eval_records is None:
+        records, eval_records = split_eval(records, cfg.eval_split, cfg.seed)
+
+    model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
+    lora = cfg.lora.enabled
+    pad_id = int(tokenizer.pad_token_id)
+    tok_kw = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
+                  template=cfg.template)
+    train_data = tokenize_records(records, kind, tokenizer, desc="tokenising train", **tok_kw)  # type: ignore[arg-type]
+    eval_data = (tokenize_records(eval_records, kind, tokenizer, desc="tokenising eval", **tok_kw)  # type: ignore[arg-type]
+                 if eval_records else None)
+    say(f"train data: {len(train_data)} examples ({train_data.stats.summary()}; {train_data.skipped} skipped)")
+    if eval_data is not None:
+        say(f"eval data: {len(eval_data)} examples ({eval_data.stats.summary()}; {eval_data.skipped} skipped)")
+
+    with_kl = "kl" in spec.needs_extras
+    mode = resolve_mode(cfg.reference, spec.needs_reference, lora, with_kl, spec.token_level)
+    device = accelerator.device
+    model.to(device)
+    policy = CompletionLogProbs(model)
+    reference = Reference(mode)
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    if mode == "separate":
+        ref_model, _ = load_model(cfg.reference_model or cfg.model, seed=cfg.seed)
+        reference.model = CompletionLogProbs(freeze(ref_model).to(device))
+    elif mode == "precompute":
+        same = cfg.reference_model in (None, cfg.model)
+        ref_lm = model if same else freeze(load_model(cfg.reference_model or cfg.model, seed=cfg.seed)[0]).to(device)
+        runner = CompletionLogProbs(ref_lm)
+        fp = model_fingerprint(ref_lm, cfg.reference_model or cfg.model)
+        for split, data in (("train", train_data), ("eval", eval_data)):
+            if data is None:
+                continue
+            key = cache_key(data, fp, cfg.template)
+            if main:
+                reference.tables[split] = load_or_compute(runner, data, key, pad_id, eval_bs, device, main=True,
+                                                          log=say)
+            accelerator.wait_for_everyone()
+            if not main:
+                reference.tables[split] = load_or_compute(runner, data, key, pad_id, eval_bs, device, main=False)
+        del runner, ref_lm
+    say(f"objective {spec.name} ({kind}), reference: {mode}")
+
+    run_dir = Path(cfg.output_dir)
+    resolved = replace(cfg, reference=mode, objective_args={**{k: v for k, v in spec.defaults.items()
+                                                               if _yamlable(v) and k != "state"}, **hparams})
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(resolved, run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+
+    step = ObjectiveStep(spec, hparams, reference, device, state)
+    eval_fn = make_eval_fn(step, eval_data, pad_id, eval_bs, accelerator, with_kl) if eval_data else None
+    # Same initial RNG state whether or not the reference pass or eval split consumed random numbers.
+    seed_everything(cfg.seed + 1)
+    result = train_loop(policy, DataSource(train_data, pad_id, with_kl), step, cfg, run_dir,
+                        accelerator=accelerator, eval_fn=eval_fn, objective_state=state, lora=lora, log=say)
+    final_dir = None
+    summary = {"steps": result.steps, "reference": mode, "objective": spec.name, "train_examples": len(train_data),
+               "eval_examples": len(eval_data) if eval_data else 0, "skipped_steps": result.skipped_steps,
+               "truncation": train_data.stats.summary(), "records_dropped_too_long": train_data.skipped,
+               "last": result.last_metrics}
+    if main:
+        final_dir = save_final(model, tokenizer, run_dir / "final", lora)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    accelerator.wait_for_everyone()
+    return TrainResult(run_dir, result.steps, mode, final_dir, result, summary)
+
+
+def _yamlable(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str, list, dict))
+
+
+def make_eval_fn(step: ObjectiveStep, data: TokenizedData, pad_id: int, batch_size: int, accelerator: Any,
+                 with_kl: bool) -> Any:
+    """Example-weighted mean loss and metrics over the eval split, sharded across processes."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        count = 0.0
+        starts = list(range(0, len(data), batch_size))[rank::world]
+        for s in starts:
+            idx = list(range(s, min(s + batch_size, len(data))))
+            if with_kl and len(idx) < 2:
+                continue  # a KL pair needs another example in the batch
+            loss, metrics, _ = step(model, collate(data, idx, pad_id, with_kl=with_kl), split="eval")
+            w = float(len(idx))
+            for k, v in {"loss": float(loss), **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + w * float(v)
+            count += w
+        keys = sorted(sums)
+        if world > 1:
+            t = torch.tensor([count] + [sums.get(k, 0.0) for k in keys], dtype=torch.float64,
+                             device=accelerator.device)
+            t = accelerator.reduce(t, reduction="sum")
+            count, vals = float(t[0]), t[1:].tolist()
+            sums = dict(zip(keys, vals, strict=True))
+        return {k: v / max(count, 1.0) for k, v in sums.items()}
+
+    return evaluate
+
+
+def save_final(model: nn.Module, tokenizer: Any, out: Path, lora: bool) -> Path:
+    """`final/`: an HF model directory, or for LoRA runs the peft adapter directory (merge with `export`)."""
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "alignkit.json").write_text(json.dumps({"lora": lora}))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def export(run_dir: str | Path, out: str | Path) -> Path:
+    """Write a plain HF directory (LoRA merged) from a run: its `final/`, else its latest valid checkpoint."""
+    from alignkit.config import load_config
+    from alignkit.models import merge_and_save
+    from alignkit.train.checkpoint import latest_valid, load_file, load_trainable
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise ConfigError(f"{run_dir} is not an alignkit run directory (no config.yaml)")
+    cfg = load_config(TrainConfig, cfg_path)
+    model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
+    final = run_dir / "final"
+    if (final / "alignkit.json").exists():
+        if cfg.lora.enabled:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file as load_st
+
+            set_peft_model_state_dict(model, load_st(str(final / "adapter_model.safetensors")))
+        else:
+            model, tokenizer = load_model(str(final))
+    else:
+        ckpt = latest_valid(run_dir / "checkpoints")
+        if ckpt is None:
+            raise ConfigError(f"{run_dir} has neither final/ nor a valid checkpoint to export")
+        name = "adapter.safetensors" if cfg.lora.enabled else "model.safetensors"
+        # Checkpoint names are those of the CompletionLogProbs wrapper the loop trained.
+        load_trainable(CompletionLogProbs(model), load_file(str(ckpt / name)), ckpt)
+    return merge_and_save(model, tokenizer, out)

@@ -1,0 +1,270 @@
+"""The reusable training loop: any loss plugs in as `step_fn(model, batch) -> (loss, metrics, n_tokens)`.
+
+Read top to bottom: set up the optimiser and schedule, resume from the latest valid checkpoint, then for every
+optimiser step run `grad_accum` micro-batches (each rank takes its slice of the global batch), guard against
+non-finite losses, clip, step, log one line of `metrics.jsonl`, evaluate and checkpoint every N steps.
+
+Data order is a pure function of (seed, epoch): a resumed run sees exactly the batches an uninterrupted run would,
+so on CPU the per-step losses are bit-for-bit identical. Multi-process runs (torchrun / accelerate launch, gloo on
+CPU; DeepSpeed/FSDP through Accelerate's config) split each global batch of `batch_size × world_size` examples
+across ranks, so the same global batch gives the same losses as one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from alignkit.errors import ConfigError, TrainingError
+from alignkit.train.checkpoint import latest_valid, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from alignkit.train.config import TrainConfig
+
+StepOutput = tuple[Tensor, dict[str, float], int]
+StepFn = Callable[[nn.Module, Any], StepOutput]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+
+class BatchSource(Protocol):
+    """Anything that turns a list of example indices into a batch for `step_fn`."""
+
+    def __len__(self) -> int: ...
+
+    def get(self, indices: list[int]) -> Any: ...
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    run_dir: Path
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    skipped_steps: int = 0
+    resumed_from: int = 0
+    examples_left_out_per_epoch: int = 0
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup from 0, then linear decay to 0, cosine decay to 0, or constant."""
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / (warmup + 1)
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return max(0.0, 1.0 - progress)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
+    if not shuffle:
+        return list(range(n))
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+class MetricsLog:
+    """`metrics.jsonl` (main process), optionally mirrored to TensorBoard."""
+
+    def __init__(self, path: Path, main: bool, resume_step: int | None, report_to: list[str]) -> None:
+        self.path, self.main = path, main
+        self.writer: Any = None
+        if not main:
+            return
+        if resume_step is not None and path.exists():
+            # Drop lines written after the checkpoint we resume from, so the log equals an uninterrupted run's.
+            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        elif resume_step is None and path.exists():
+            path.unlink()
+        if "tensorboard" in report_to:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ConfigError("report_to: tensorboard needs `pip install tensorboard`") from e
+            self.writer = SummaryWriter(str(path.parent / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+        if self.writer is not None:
+            for k, v in clean.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.writer.add_scalar(k if "/" in k else f"train/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _reduce_mean(accelerator: Any, values: dict[str, float]) -> dict[str, float]:
+    if accelerator.num_processes == 1 or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=accelerator.device)
+    t = accelerator.reduce(t, reduction="mean")
+    return dict(zip(keys, t.tolist(), strict=True))
+
+
+def _reduce_sum(accelerator: Any, value: float) -> float:
+    if accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="sum")[0])
+
+
+def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: TrainConfig, run_dir: str | Path, *,
+               accelerator: Any, eval_fn: EvalFn | None = None, objective_state: dict[str, Any] | None = None,
+               lora: bool = False, on_checkpoint: Callable[[int], None] | None = None,
+               log: Callable[[str], None] = print) -> LoopResult:
+    """Train `model` (an nn.Module whose forward `step_fn` calls) and return when `max_steps` are done.
+
+    `model` must not be prepared yet: the loop builds AdamW over its trainable parameters and prepares both with
+    `accelerator`. `objective_state` (a dict of floats the loss updates in place) is checkpointed and restored.
+    """
+    run_dir = Path(run_dir)
+    main = accelerator.is_main_process
+    world, rank = accelerator.num_processes, accelerator.process_index
+    n = len(source)
+    global_batch = cfg.batch_size * world
+    micro_per_epoch = n // global_batch
+    if micro_per_epoch == 0:
+        raise ConfigError(f"{n} training examples cannot fill one global batch of {global_batch} "
+                          f"(batch_size {cfg.batch_size} × {world} processes); lower batch_size")
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * micro_per_epoch / cfg.grad_accum))
+    left_out = n - micro_per_epoch * global_batch
+    if left_out and main:
+        log(f"{left_out} examples per epoch do not fill a global batch of {global_batch} and are left out "
+            "of that epoch (a different set each epoch when shuffling)")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_betas[0], cfg.adam_betas[1]),
+                                  weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg.scheduler, cfg.warmup_steps, total)
+    # The scheduler is deliberately not prepared: Accelerate's wrapper would step it once per process.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+
+    step, micro, bad_in_row, skipped = 0, 0, 0, 0
+    state = objective_state if objective_state is not None else {}
+    ckpt_root = run_dir / "checkpoints"
+    resume_from: Path | None = None
+    if cfg.resume:
+        resume_from = latest_valid(ckpt_root, log=log if main else (lambda _m: None))
+        if resume_from is None and main:
+            log(f"--resume: no valid checkpoint under {ckpt_root}; starting from step 0")
+    rng_to_restore: dict[str, Tensor] | None = None
+    if resume_from is not None:
+        ck = load_checkpoint(resume_from, raw, optimizer, scheduler, rank)
+        step, micro = ck.step, int(ck.state["micro"])
+        bad_in_row, skipped = int(ck.state.get("bad_in_row", 0)), int(ck.state.get("skipped", 0))
+        state.clear()
+        state.update(ck.state.get("objective_state", {}))
+        rng_to_restore = rng_state()  # load_checkpoint restored it; keep it exact through the setup below
+        if main:
+            log(f"resumed from {resume_from} (step {step})")
+    metrics_log = MetricsLog(run_dir / "metrics.jsonl", main, step if resume_from is not None else None,
+                             cfg.report_to)
+    if rng_to_restore is not None:
+        set_rng_state(rng_to_restore)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=step, desc="train", disable=not (main and cfg.progress), dynamic_ncols=True)
+    orders: dict[int, list[int]] = {}
+    last: dict[str, Any] = {}
+    resumed_step = step
+    model.train()
+    while step < total:
+        t0 = time.perf_counter()
+        lr = scheduler.get_last_lr()[0]
+        losses: list[Tensor] = []
+        sums: dict[str, float] = {}
+        tokens = 0
+        for a in range(cfg.grad_accum):
+            epoch, j = divmod(micro, micro_per_epoch)
+            if epoch not in orders:
+                orders = {epoch: epoch_order(n, epoch, cfg.seed, cfg.shuffle)}
+            glob = orders[epoch][j * global_batch:(j + 1) * global_batch]
+            batch = source.get(glob[rank * cfg.batch_size:(rank + 1) * cfg.batch_size])
+            micro += 1
+            sync = contextlib.nullcontext() if a == cfg.grad_accum - 1 else accelerator.no_sync(model)
+            with sync:
+                loss, metrics, n_tok = step_fn(model, batch)
+                accelerator.backward(loss / cfg.grad_accum)
+            losses.append(loss.detach().float())
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+            tokens += int(n_tok)
+        step_loss = torch.stack(losses).mean()
+        finite = bool(torch.isfinite(step_loss))
+        grad_norm: float | None = None
+        if finite and cfg.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+            finite = math.isfinite(grad_norm)
+        # Every rank must take the same decision, or DDP would deadlock on the next step.
+        finite = _reduce_sum(accelerator, 0.0 if finite else 1.0) == 0.0
+        if finite:
+            optimizer.step()
+            scheduler.step()
+            bad_in_row = 0
+        else:
+            bad_in_row += 1
+            skipped += 1
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        seconds = time.perf_counter() - t0
+        record: dict[str, Any] = {"step": step, **_reduce_mean(accelerator, {"loss": float(step_loss), **sums})}
+        record.update(tokens=int(_reduce_sum(accelerator, float(tokens))), seconds=round(seconds, 4), lr=lr)
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm
+        if not finite:
+            record["skipped"] = True
+        metrics_log.write(record)
+        last = record
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens'] / max(seconds, 1e-9):.0f}")
+        if bad_in_row >= cfg.max_bad_steps:
+            bar.close()
+            metrics_log.close()
+            raise TrainingError(f"{bad_in_row} optimiser steps in a row had a non-finite loss or gradient "
+                                f"(last at step {step}); lower lr, check the data, or raise max_bad_steps")
+        if eval_fn is not None and (step == total or (cfg.eval_every and step % cfg.eval_every == 0)):
+            model.eval()
+            with torch.no_grad():
+                ev = eval_fn(model)
+            model.train()
+            metrics_log.write({"step": step, **{f"eval/{k}": v for k, v in ev.items()}})
+            last.update({f"eval/{k}": v for k, v in ev.items()})
+        if step == total or (cfg.save_every and step % cfg.save_every == 0):
+            from accelerate.utils import gather_object
+
+            rngs = gather_object([rng_state()]) if world > 1 else [rng_state()]
+            if main:
+                save_checkpoint(ckpt_root, step, raw, optimizer, scheduler,
+                                {"micro": micro, "bad_in_row": bad_in_row, "skipped": skipped,
+                                 "total_steps": total, "objective_state": dict(state)},
+                                lora=lora, rank_rng=dict(enumerate(rngs)), keep=cfg.keep_checkpoints)
+            if on_checkpoint is not None:
+                on_checkpoint(step)
+            accelerator.wait_for_everyone()
+    bar.close()
+    metrics_log.close()
+    return LoopResult(step, run_dir, last, skipped, resumed_step, left_out)
