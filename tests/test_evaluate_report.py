@@ -98,6 +98,15 @@ def test_summary_falls_back_to_samples_and_metrics(tmp_path: Path) -> None:
     assert row["constraint_accuracy"] is None and row["kl"] is None
 
 
+def test_samples_without_reward_are_counted_in_a_note(tmp_path: Path) -> None:
+    d = tmp_path / "partial"
+    d.mkdir()
+    rows = [{"prompt": "p", "completion": "c", "reward": 1.0}, {"prompt": "p", "completion": "c", "reward": None}]
+    (d / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    page = render_html([d])
+    assert "samples without a numeric reward, left out: partial (1)" in page
+
+
 def test_html_has_every_section_with_plots(runs: list[Path]) -> None:
     page = render_html(runs, title="cmp")
     for title in SECTION_TITLES.values():

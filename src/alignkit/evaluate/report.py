@@ -67,13 +67,11 @@ def _estimate(v: Any) -> Estimate | None:
     return None
 
 
-def _sample_rewards(run: Run) -> np.ndarray:
+def _sample_rewards(run: Run) -> tuple[np.ndarray, int]:
+    """Numeric sample rewards and the number of rows without one (reported in the section note, never hidden)."""
     vals = [r.get("reward") for r in run.samples]
-    bad = [i for i, v in enumerate(vals) if not isinstance(v, int | float) or isinstance(v, bool)]
-    if bad and len(bad) < len(vals):
-        raise DataError(f"{len(bad)} sample(s) have no numeric 'reward' (first at line {bad[0] + 1})",
-                        source=str(run.path / "samples.jsonl"), field="reward")
-    return np.asarray([] if bad else vals, dtype=float)
+    good = [float(v) for v in vals if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    return np.asarray(good, dtype=float), len(vals) - len(good)
 
 
 def _compute_totals(run: Run) -> dict[str, float]:
@@ -102,7 +100,7 @@ def _headline(run: Run, key: str) -> Estimate | None:
     if key == "constraint_accuracy" and isinstance(run.eval.get("ifeval"), dict):
         return _estimate(run.eval["ifeval"].get("prompt_loose"))
     if key == "reward":
-        r = _sample_rewards(run)
+        r, _ = _sample_rewards(run)
         if r.size:
             return mean_ci(r)
     return None
@@ -258,8 +256,9 @@ def _training_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
 
 def _rewards_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
     sec = Section("rewards", SECTION_TITLES["rewards"], [])
-    data = {r.name: _sample_rewards(r) for r in runs}
-    data = {k: v for k, v in data.items() if v.size}
+    loaded = {r.name: _sample_rewards(r) for r in runs}
+    data = {k: v for k, (v, _) in loaded.items() if v.size}
+    skipped = {k: n for k, (_, n) in loaded.items() if n}
     if not data:
         sec.note = "no run has samples.jsonl with numeric rewards"
         return sec
@@ -275,9 +274,14 @@ def _rewards_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     sec.images.append(("reward distributions", _png(fig)))
+    notes = []
     missing = [r.name for r in runs if r.name not in data]
     if missing:
-        sec.note = f"no sample rewards for: {', '.join(missing)}"
+        notes.append(f"no sample rewards for: {', '.join(missing)}")
+    if skipped:
+        notes.append("samples without a numeric reward, left out: "
+                     + ", ".join(f"{k} ({n})" for k, n in skipped.items()))
+    sec.note = "; ".join(notes) or None
     return sec
 
 
@@ -320,7 +324,7 @@ def _compute_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
         for row in run.samples:
             strat, comp, rew = row.get("strategy"), row.get("compute"), row.get("reward")
             if not isinstance(strat, str) or not isinstance(comp, dict) or not isinstance(rew, int | float):
-                continue
+                continue  # not a test-time strategy row (counted under reward distributions if rewardless)
             budget = row.get("budget", 0)
             budget = float(budget) if isinstance(budget, int | float) else 0.0
             groups[(run.name, strat, budget)].append((float(comp.get("forward_tokens", 0)), float(rew)))
