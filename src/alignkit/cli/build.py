@@ -102,7 +102,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         report = b.run_build(b.FeedbackBuilder(classifier, fmt=args.format), b.load_conversations(args.conversations),
                              args.out, **common)
         return _finish(report, args)
-    _require(args, "prompts", "policy")
+    _require(args, "prompts", "policy", *{"reward": ["reward"], "judge": ["judge"]}.get(args.source, []))
     if args.format == "unpaired":
         raise ConfigError(f"--from {args.source} writes --format pairwise or listwise")
     sampling = b.SamplingSettings(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -119,11 +119,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         builder: Any = b.VerifierBuilder(policy, reward, sampling, fmt=args.format, pair_mode=args.pairs,
                                          reward_spec=args.reward, **named)
     elif args.source == "reward":
-        _require(args, "reward")
         builder = b.RewardBuilder(policy, reward, sampling, fmt=args.format, pair_mode=args.pairs,
                                   min_margin=args.min_margin, reward_spec=args.reward, **named)
     elif args.source == "judge":
-        _require(args, "judge")
         judge = policy if args.judge == args.policy else _sampler(args.judge, args.seed)
         template = {}
         if args.judge_template:
