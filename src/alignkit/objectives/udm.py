@@ -106,7 +106,9 @@ def mean_pooled_embeddings(model: Any, tokenizer: Any, texts: Sequence[str], *, 
             enc = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
                             truncation=True, max_length=max_length)
             enc = {k: v.to(next(model.parameters()).device) for k, v in enc.items()}
-            hidden = model(**enc, output_hidden_states=True).hidden_states[-1].float()
+            # explicit positions keep left- and right-padded rows identical to unpadded ones
+            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            hidden = model(**enc, position_ids=positions, output_hidden_states=True).hidden_states[-1].float()
             m = enc["attention_mask"].unsqueeze(-1).float()
             out.append(((hidden * m).sum(1) / m.sum(1).clamp(min=1)).cpu())
     finally:
