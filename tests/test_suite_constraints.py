@@ -125,10 +125,10 @@ def test_render_prompt_rejects_unknown_constraint():
 
 
 def test_csr_reward_scores_every_shipped_prompt():
-    from alignkit.rewards.verifiers import csr_reward
+    from alignkit.rewards.registry import load_reward
 
     examples = load_suite("train") + load_suite("test")
-    reward = csr_reward()
+    reward = load_reward("csr")
     result = reward(examples, ["<<Title>>\n* one\n* two\nP.S. done"] * len(examples))
     assert len(result.scores) == len(examples)
     assert all(0.0 <= s <= 1.0 for s in result.scores)
