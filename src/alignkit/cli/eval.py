@@ -1,0 +1,48 @@
+"""`alignkit eval`: evaluate a model or a samples file on a prompt set; writes a run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from alignkit.cli import add_command
+
+EXAMPLES = """  alignkit eval --model smollm2-135m-instruct --prompts suite:test --reward csr --output-dir runs/base-eval
+  alignkit eval --model runs/dpo/final --reference-model smollm2-135m-instruct --temperature 1 \\
+      --baseline runs/base-eval --output-dir runs/dpo-eval
+  alignkit eval --samples runs/bon/samples.jsonl --prompts suite:test --reward ifeval --output-dir runs/bon-eval
+  alignkit eval CONFIG.yaml --set limit=32
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "eval", "Evaluate a model (or samples): constraint accuracy, reward, win rate, KL, "
+                    "each with a bootstrap CI.", EXAMPLES)
+    p.add_argument("config", nargs="?", help="YAML config (keys as in EvalConfig)")
+    p.add_argument("--model", help="model spec: smollm2-135m-instruct, tiny-random, or an HF directory")
+    p.add_argument("--samples", help="score this samples.jsonl instead of generating")
+    p.add_argument("--prompts", help="suite:test, suite:train, or a JSONL of prompts")
+    p.add_argument("--reward", help="reward spec (csr, ifeval, bleu, keyword:..., module:function, rm:DIR)")
+    p.add_argument("--reference-model", help="reference model for the KL estimate")
+    p.add_argument("--baseline", help="run directory (or samples.jsonl) for the win rate")
+    p.add_argument("--limit", type=int, help="evaluate only the first N prompts")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    p.add_argument("--output-dir", help="run directory to write")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alignkit.config import load_config
+    from alignkit.evaluate.evaluation import EvalConfig, evaluate
+    from alignkit.evaluate.report import print_summary, summary_table
+
+    base = {"model": args.model, "samples": args.samples, "prompts": args.prompts, "reward": args.reward,
+            "reference_model": args.reference_model, "baseline": args.baseline, "limit": args.limit,
+            "temperature": args.temperature, "output_dir": args.output_dir}
+    cfg = load_config(EvalConfig, args.config, args.set, base=base)
+    if cfg.samples and not args.model:
+        cfg.model = None
+    evaluate(cfg)
+    print_summary(summary_table([cfg.output_dir]))
+    print(f"wrote {cfg.output_dir}/eval.json and samples.jsonl")
+    return 0
