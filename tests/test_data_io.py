@@ -266,3 +266,14 @@ def test_jsonl_helpers(tmp_path: Path) -> None:
     assert [r["step"] for r in iter_jsonl(path)] == [1, 2, 3]
     with pytest.raises(DataError, match="cannot be written"):
         write_jsonl(tmp_path / "n.jsonl", [{"x": float("nan")}])
+
+
+def test_parquet_timestamps_in_metadata_are_written_as_strings(tmp_path: Path) -> None:
+    import datetime
+
+    when = datetime.datetime(2024, 5, 1, 12, 0)
+    pq.write_table(pa.Table.from_pylist([{"prompt": "p", "completion": "c", "created": when}]), tmp_path / "t.parquet")
+    records = read_records(tmp_path / "t.parquet").records
+    assert records[0].metadata == {"created": when}
+    write_records(tmp_path / "t.jsonl", records)
+    assert read_records(tmp_path / "t.jsonl").records[0].metadata == {"created": str(when)}

@@ -747,8 +747,9 @@ def record_to_row(record: Record) -> dict[str, Any]:
 
 
 def write_records(path: str | Path, records: Iterable[Record], append: bool = False) -> int:
-    """Write records of one kind as JSONL that `read_records` reads back identically (metadata included).
-    Each record is validated first, so an invalid record fails here, not at the next read."""
+    """Write records of one kind as JSONL that `read_records` reads back identically (metadata included; values
+    JSON cannot hold become strings). Each record is validated first, so an invalid record fails here, not at
+    the next read."""
     path = Path(path)
     name = path.name.lower().removesuffix(".gz")
     if not name.endswith((".jsonl", ".ndjson")):
@@ -762,8 +763,9 @@ def write_records(path: str | Path, records: Iterable[Record], append: bool = Fa
             if len(kinds) > 1:
                 raise DataError(f"record {i} is {kind} but earlier records are {sorted(kinds - {kind})[0]}; "
                                 "write one kind per file", source=str(path))
-            row = record_to_row(record)
-            parse_record(json.loads(json.dumps(row, allow_nan=True)), kind, source=f"record {i}")
+            # Metadata values JSON cannot hold (timestamps from Parquet, bytes) are written as strings.
+            row = json.loads(json.dumps(record_to_row(record), default=str))
+            parse_record(row, kind, source=f"record {i}")
             yield row
 
     return write_jsonl(path, rows(), append=append)
