@@ -1,0 +1,168 @@
+"""`alignkit generate`: run a test-time alignment strategy over a prompt file and write `samples.jsonl`.
+
+Prompt rows: `prompt` (string or chat messages), optional `id`, `constraints`, `references` (given to the reward as
+context). Output rows: id, prompt, completion, candidates, scores, compute (forward/generated tokens, reward
+calls), strategy, info; `reward` holds the final completion's reward when `--reward` is given (evaluation only,
+not counted in compute). The run directory also gets `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from alignkit.cli import add_command
+from alignkit.errors import ConfigError, DataError
+
+EXAMPLES = """\
+  alignkit generate --strategy sample --model smollm2-135m-instruct --prompts prompts.jsonl --n 4 --out-dir runs/s
+  alignkit generate --strategy bon --model smollm2-135m-instruct --prompts prompts.jsonl --reward csr_loose \\
+      --n 8 --out-dir runs/bon
+  alignkit generate --strategy bon --prompts p.jsonl --n 16 --set select_by=vote --set extractor=last_number \\
+      --out-dir runs/mv
+  alignkit generate --strategy qalign --prompts p.jsonl --reward my_rm.py:score --n 64 --set beta=0.5 \\
+      --out-dir runs/qalign                                  # --n = chain steps
+  alignkit generate --strategy deal --prompts p.jsonl --reward keyword:ocean,blue --set top_k=5 \\
+      --set lookahead=8 --out-dir runs/deal
+  alignkit generate --strategy nudge --model BASE_DIR --nudger smollm2-135m-instruct --prompts p.jsonl \\
+      --set gamma=0.4 --out-dir runs/nudge
+  alignkit generate --strategy urial --model BASE_DIR --prompts p.jsonl --out-dir runs/urial
+  alignkit generate --strategy steer --prompts p.jsonl --set vector=v.safetensors --set alpha=4 \\
+      --set "layers=[10, 11]" --out-dir runs/steer
+  alignkit generate --strategy sample --prompts p.jsonl --system "You value brevity." --out-dir runs/janus
+options per strategy (--set key=value): see `alignkit.decode.strategies` or the error message for an unknown key.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from alignkit.decode.strategies import STRATEGIES
+
+    p = add_command(sub, "generate", "Generate with a test-time alignment strategy (sampling, best-of-n, QAlign, "
+                    "DeAL, nudging, URIAL, steering).", EXAMPLES)
+    p.add_argument("--strategy", required=True, choices=sorted(STRATEGIES))
+    p.add_argument("--model", default="smollm2-135m-instruct", help="model spec (default: the embedded model)")
+    p.add_argument("--prompts", required=True, metavar="PROMPTS.jsonl")
+    p.add_argument("--reward", metavar="SPEC", help="reward spec (alignkit.rewards.registry), e.g. csr_loose")
+    p.add_argument("--n", type=int, default=None,
+                   help="samples per prompt (sample, bon) or chain steps (qalign)")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (sample/bon/steer: default 1.0; URIAL: 0 = greedy)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per strategy call (default 8)")
+    p.add_argument("--nudger", metavar="MODEL", help="aligned nudging model (strategy nudge)")
+    p.add_argument("--system", metavar="TEXT", help="system message for every prompt (CoSA config, Janus value)")
+    p.add_argument("--system-mode", choices=["system", "prepend"], default="system")
+    p.add_argument("--raw", action="store_true", help="feed string prompts verbatim (base models); implied by "
+                   "urial and nudge")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy option (repeatable)")
+    p.set_defaults(func=cmd_generate)
+
+
+def _read_prompts(path: str) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
+    from alignkit.data.io import read_jsonl
+
+    rows = read_jsonl(path)
+    prompts, contexts, ids = [], [], []
+    for line, row in enumerate(rows, start=1):
+        if "prompt" not in row:
+            raise DataError("missing 'prompt'", source=path, line=line, field="prompt")
+        prompt = row["prompt"]
+        if not isinstance(prompt, (str, list)) or (isinstance(prompt, str) and not prompt.strip()):
+            raise DataError("must be a non-empty string or a list of chat messages", source=path, line=line,
+                            field="prompt")
+        prompts.append(prompt)
+        contexts.append({k: row[k] for k in ("constraints", "references") if row.get(k) is not None})
+        ids.append(row.get("id", line - 1))
+    if not prompts:
+        raise DataError("no prompt rows", source=path)
+    return prompts, contexts, ids
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from alignkit.config import parse_override
+    from alignkit.data.io import write_jsonl
+    from alignkit.decode.common import score
+    from alignkit.decode.hf import HFSampler
+    from alignkit.decode.strategies import run_strategy
+    from alignkit.decode.system import ComposedSampler, system_composer
+    from alignkit.models import load_model
+
+    options: dict[str, Any] = dict(parse_override(o) for o in args.overrides)
+    prompts, contexts, ids = _read_prompts(args.prompts)
+    reward = None
+    if args.reward:
+        from alignkit.rewards.registry import load_reward
+
+        reward = load_reward(args.reward)
+    strategy = args.strategy
+    raw = args.raw or strategy in ("urial", "nudge")
+    model, tok = load_model(args.model)
+    sampler: Any = HFSampler(model, tok, raw=raw)
+    nudger = None
+    if strategy == "nudge":
+        if not args.nudger:
+            raise ConfigError("strategy nudge needs --nudger MODEL (a small aligned chat model)")
+        n_model, n_tok = load_model(args.nudger)
+        nudger = HFSampler(n_model, n_tok)
+    if strategy == "steer":
+        from alignkit.decode.steer import SteeredSampler, SteeringVector
+
+        vec_path = options.pop("vector", None)
+        if not vec_path:
+            raise ConfigError("strategy steer needs --set vector=PATH.safetensors (see alignkit.decode.steer)")
+        layers = options.pop("layers", None)
+        sampler = SteeredSampler(sampler, SteeringVector.load(vec_path), float(options.pop("alpha", 1.0)),
+                                 [int(x) for x in layers] if layers is not None else None)
+    if args.system:
+        sampler = ComposedSampler(sampler, system_composer(args.system, args.system_mode))
+        if nudger is not None:
+            nudger = ComposedSampler(nudger, system_composer(args.system, args.system_mode))
+    if args.n is not None:
+        options["steps" if strategy == "qalign" else "n"] = args.n
+    if strategy not in ("nudge",):
+        options.setdefault("max_new_tokens", args.max_new_tokens)
+    else:
+        options.setdefault("max_tokens", args.max_new_tokens)
+    if args.temperature is not None:
+        options.setdefault("temperature", args.temperature)
+    if strategy in ("sample", "bon", "qalign", "steer", "urial"):
+        options.setdefault("seed", args.seed)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {"strategy": strategy, "model": args.model, "prompts": args.prompts, "reward": args.reward,
+              "nudger": args.nudger, "system": args.system, "system_mode": args.system_mode, "raw": raw,
+              "batch_size": args.batch_size, "options": options}
+    import yaml
+
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(prompts), desc=f"generate/{strategy}", unit="prompt")
+    for start in range(0, len(prompts), max(1, args.batch_size)):
+        sl = slice(start, start + max(1, args.batch_size))
+        batch, ctx = prompts[sl], contexts[sl]
+        call_opts = dict(options)
+        if "seed" in call_opts and call_opts["seed"] is not None:
+            call_opts["seed"] = int(call_opts["seed"]) + start  # distinct streams per batch, reproducible
+        results = run_strategy(strategy, sampler, batch, reward=reward, contexts=ctx, nudger=nudger, **call_opts)
+        final = score(reward, batch, [r.completion for r in results], ctx) if reward is not None else None
+        for k, r in enumerate(results):
+            row = {"id": ids[start + k], **r.as_dict(), "strategy": strategy}
+            if final is not None:
+                row["reward"] = final[k]
+            rows.append(row)
+        bar.update(len(batch))
+    bar.close()
+    write_jsonl(out_dir / "samples.jsonl", rows)
+    total = {k: sum(r["compute"][k] for r in rows) for k in rows[0]["compute"]}
+    summary = {"prompts": len(rows), "compute": total}
+    if reward is not None:
+        summary["mean_reward"] = sum(r["reward"] for r in rows) / len(rows)
+    print(json.dumps(summary))
+    return 0
