@@ -294,3 +294,19 @@ def test_load_prompts_from_suite_and_ifeval_layout(tmp_path):
     a, b = load_prompts(str(f))
     assert a.constraints == [{"id": "punctuation:no_comma", "kwargs": {}}] and a.metadata["id"] == 7
     assert b.references == ["ref"] and items_from_prompts([b])[0].key == "id:x"
+
+
+def test_empty_and_identical_samples_are_left_out_and_counted(tmp_path):
+    policy = FnSampler(lambda p, j, s: ["", "same", "same", "other words here"][j])
+    out = tmp_path / "o.jsonl"
+    report = run_build(RewardBuilder(policy, LENGTH, SamplingSettings(n=4), pair_mode="all"),
+                       items_from_prompts(["q"]), out, progress=False)
+    pairs = read_records(out, kind="pairwise").records
+    assert sorted((p.chosen, p.rejected) for p in pairs) == [("other words here", "same")] * 2
+    assert [p.metadata["rejected_index"] for p in pairs] == [1, 2]
+    assert report.skipped["empty_completions"] == 1 and report.skipped["tied_pairs"] == 1
+
+    only_empty = FnSampler(lambda p, j, s: ["", "x"][j])
+    report = run_build(RewardBuilder(only_empty, LENGTH, SamplingSettings(n=2)), items_from_prompts(["q"]),
+                       tmp_path / "e.jsonl", progress=False)
+    assert report.dropped == {"too_few_completions": 1}

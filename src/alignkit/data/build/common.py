@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,35 +169,62 @@ def records_from_scores(scored: ScoredList, fmt: str, metadata: dict[str, Any], 
                         ) -> tuple[list[Record], dict[str, int]]:
     """Listwise: one record with all completions and scores (a list whose scores are all equal carries no ranking
     signal and is skipped unless `keep_tied_lists`). Pairwise: best vs worst (or every ordered pair with a score
-    gap); pairs whose margin is <= `min_margin` (ties) are skipped and counted. Returns (records, skip counts)."""
+    gap); pairs whose margin is <= `min_margin` (ties) are skipped and counted. Returns (records, skip counts).
+
+    Empty completions (a sample that ended at once) are left out first and counted (`empty_completions`); with
+    fewer than two left there is nothing to compare (`too_few_completions`). Pairs of identical texts are skipped
+    (`identical_pairs`). `chosen_index`/`rejected_index` in metadata refer to the original sample positions."""
     check_format(fmt, pair_mode)
-    if not scored.scores:
-        return [], {"no_completions": 1}
-    prompt, comps, scores = scored.item.prompt, scored.completions, scored.scores
+    skips: Counter = Counter()
+    keep = [i for i, c in enumerate(scored.completions) if c.strip()]
+    if len(keep) < len(scored.completions):
+        skips["empty_completions"] += len(scored.completions) - len(keep)
+    if len(keep) < 2:
+        skips["too_few_completions"] += 1
+        return [], dict(skips)
+    prompt = scored.item.prompt
+    comps = [scored.completions[i] for i in keep]
+    scores = [float(scored.scores[i]) for i in keep]
     meta = {**metadata, **scored.extra}
     if fmt == "listwise":
-        if len(set(scores)) <= 1 and len(scores) > 1 and not keep_tied_lists:
-            return [], {"all_tied": 1}
-        return [ListwiseExample(prompt=prompt, completions=list(comps), scores=list(scores), metadata=meta)], {}
-    pairs: list[tuple[int, int]] = []
-    skipped = 0
+        if len(set(scores)) <= 1 and not keep_tied_lists:
+            skips["all_tied"] += 1
+            return [], dict(skips)
+        if len(keep) < len(scored.completions):
+            meta["sample_indices"] = keep
+        return [ListwiseExample(prompt=prompt, completions=comps, scores=scores, metadata=meta)], dict(skips)
+    candidates: list[tuple[int, int]] = []
     if pair_mode == "best-vs-worst":
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         worst = min(range(len(scores)), key=lambda i: (scores[i], i))
         if scores[best] - scores[worst] > min_margin:
-            pairs.append((best, worst))
+            candidates.append((best, worst))
         else:
-            skipped = 1
+            skips["tied_pairs"] += 1
     else:
         for i in range(len(scores)):
             for j in range(len(scores)):
                 if scores[i] - scores[j] > min_margin:
-                    pairs.append((i, j))
+                    candidates.append((i, j))
                 elif i < j and abs(scores[i] - scores[j]) <= min_margin:
-                    skipped += 1
-    records: list[Record] = [
-        PairwiseExample(prompt=prompt, chosen=comps[i], rejected=comps[j], margin=scores[i] - scores[j],
-                        metadata={**meta, "chosen_score": scores[i], "rejected_score": scores[j],
-                                  "chosen_index": i, "rejected_index": j})
-        for i, j in pairs]
-    return records, ({"tied_pairs": skipped} if skipped else {})
+                    skips["tied_pairs"] += 1
+    records: list[Record] = []
+    for i, j in candidates:
+        if comps[i] == comps[j]:
+            skips["identical_pairs"] += 1
+            continue
+        records.append(PairwiseExample(prompt=prompt, chosen=comps[i], rejected=comps[j],
+                                       margin=scores[i] - scores[j],
+                                       metadata={**meta, "chosen_score": scores[i], "rejected_score": scores[j],
+                                                 "chosen_index": keep[i], "rejected_index": keep[j]}))
+    return records, dict(skips)
+
+
+def drop_reason(records: list[Record], skips: dict[str, int]) -> str | None:
+    """Why an item gave no records (None if it gave some); the reason is moved out of the finer skip counts."""
+    if records:
+        return None
+    for reason in ("too_few_completions", "all_tied"):
+        if skips.pop(reason, 0):
+            return reason
+    return "identical_pairs" if skips.get("identical_pairs") and not skips.get("tied_pairs") else "all_tied"

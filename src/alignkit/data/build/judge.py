@@ -31,6 +31,7 @@ from alignkit.data.build.common import (
     SamplingSettings,
     ScoredList,
     check_format,
+    drop_reason,
     records_from_scores,
     sample_batch,
 )
@@ -198,5 +199,5 @@ class JudgeBuilder:
             if self.fmt == "pairwise":
                 records = [dataclasses.replace(r, margin=None) for r in records]
             skipped.update(skips)
-            outcomes.append(Outcome(item.key, records, None if records else "all_tied", skipped))
+            outcomes.append(Outcome(item.key, records, drop_reason(records, skipped), skipped))
         return outcomes

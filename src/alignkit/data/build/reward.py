@@ -14,6 +14,7 @@ from alignkit.data.build.common import (
     SamplingSettings,
     ScoredList,
     check_format,
+    drop_reason,
     records_from_scores,
     sample_batch,
 )
@@ -101,11 +102,7 @@ class RewardBuilder:
             meta = {**self.provenance(), **self.item_metadata(item)}
             records, skipped = records_from_scores(ScoredList(item, comps, sc), self.fmt, meta, self.pair_mode,
                                                    self.min_margin, self.keep_tied_lists)
-            dropped = None
-            if not records:
-                dropped = "all_tied"
-                skipped = {k: v for k, v in skipped.items() if k != "all_tied"}
-            outcomes.append(Outcome(item.key, records, dropped, skipped))
+            outcomes.append(Outcome(item.key, records, drop_reason(records, skipped), skipped))
         return outcomes
 
     def item_metadata(self, item: BuildItem) -> dict[str, Any]:

@@ -178,22 +178,33 @@ class ResumableOutput:
         self.records_in_file = len(keep)
 
     def write(self, outcome: Outcome) -> int:
-        with self.out.open("a", encoding="utf-8") as f:
-            for rec in outcome.records:
-                d = record_to_dict(rec)
-                d["metadata"] = {**d.get("metadata", {}), "prompt_key": outcome.key}
-                d = json.loads(json.dumps(d, default=str))
+        """Append an item's records (each validated by the data layer first), then mark the item done. A record
+        the data layer rejects is not written; it is counted in `outcome.skipped` as `invalid_records:<field>`."""
+        lines = []
+        for rec in outcome.records:
+            d = record_to_dict(rec)
+            d["metadata"] = {**d.get("metadata", {}), "prompt_key": outcome.key}
+            d = json.loads(json.dumps(d, default=str))
+            try:
                 parse_record(d, kind_of(rec), source=f"builder '{self.settings.get('builder')}' output")
-                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+            except DataError as e:
+                key = f"invalid_records:{e.field or 'record'}"
+                outcome.skipped[key] = outcome.skipped.get(key, 0) + 1
+                continue
+            lines.append(json.dumps(d, ensure_ascii=False) + "\n")
+        if outcome.records and not lines and outcome.dropped is None:
+            outcome.dropped = "invalid_records"
+        with self.out.open("a", encoding="utf-8") as f:
+            f.writelines(lines)
             f.flush()
-        entry = {"key": outcome.key, "records": len(outcome.records), "dropped": outcome.dropped,
+        entry = {"key": outcome.key, "records": len(lines), "dropped": outcome.dropped,
                  "skipped": dict(outcome.skipped)}
         with self.progress.open("a", encoding="utf-8") as f:
             f.write(json.dumps(entry, sort_keys=True) + "\n")
             f.flush()
         self.done[outcome.key] = entry
-        self.records_in_file += len(outcome.records)
-        return len(outcome.records)
+        self.records_in_file += len(lines)
+        return len(lines)
 
 
 def run_build(builder: Builder, items: Sequence[BuildItem], out: str | Path, *, batch_size: int = 8,
