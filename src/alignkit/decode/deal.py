@@ -45,7 +45,7 @@ def deal(sampler: TokenSampler, reward: RewardFn, prompts: Sequence[Prompt], *, 
          lookahead: int = 8, lam: float = 1.0, max_new_tokens: int = 64, final: str = "score",
          lookahead_sampler: TokenSampler | None = None, contexts: Sequence[Context] | None = None
          ) -> list[StrategyResult]:
-    """Lookahead beam search guided by `reward` (R_a) plus λ·... see module docstring. Requires logit access
+    """Lookahead beam search ranking candidates by log p + λ·R_a (module docstring). Requires logit access
     (`next_token_topk`) and `decode`. The lookahead sampler (default: the same) must share the tokenizer."""
     if top_k < 1 or beam < 1 or lookahead < 0 or max_new_tokens < 1:
         raise ConfigError(f"DeAL needs top_k >= 1, beam >= 1, lookahead >= 0, max_new_tokens >= 1; got "
