@@ -154,10 +154,11 @@ def make_accelerator() -> Any:
 
 
 def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: list[Any] | None = None,
-          accelerator: Any = None, log: Any = None) -> TrainResult:
+          accelerator: Any = None, log: Any = None, on_checkpoint: Any = None) -> TrainResult:
     """Train `cfg.model` on `cfg.data` with `cfg.objective`; returns the run directory and summary.
 
     `records`/`eval_records` bypass reading files (Python use); `cfg.data` may then be any label.
+    `on_checkpoint(step)` is called after each checkpoint (e.g. to stop a run early).
     """
     if records is None:
         cfg.validate()
@@ -239,7 +240,8 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     # Same initial RNG state whether or not the reference pass or eval split consumed random numbers.
     seed_everything(cfg.seed + 1)
     result = train_loop(policy, DataSource(train_data, pad_id, with_kl), step, cfg, run_dir,
-                        accelerator=accelerator, eval_fn=eval_fn, objective_state=state, lora=lora, log=say)
+                        accelerator=accelerator, eval_fn=eval_fn, objective_state=state, lora=lora, log=say,
+                        on_checkpoint=on_checkpoint)
     final_dir = None
     summary = {"steps": result.steps, "reference": mode, "objective": spec.name, "train_examples": len(train_data),
                "eval_examples": len(eval_data) if eval_data else 0, "skipped_steps": result.skipped_steps,
