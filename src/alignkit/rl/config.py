@@ -1,0 +1,93 @@
+"""Online-RL settings: the `objective_args` of a `TrainConfig` whose objective is `grpo` or `rloo`.
+
+They live in `objective_args` (typed and checked here, so a typo still fails loudly) to keep `TrainConfig` the one
+config of `alignkit train`. Shared keys keep their TrainConfig meaning: `batch_size` = prompts per micro-batch,
+`grad_accum` micro-batches per optimiser step (so one rollout step samples `batch_size × grad_accum` prompts per
+process, each `num_generations` times), `beta` the KL weight, `max_steps` the number of rollout steps, `lr`,
+`lora`, `reference`, `seed`, `save_every`, `resume`.
+
+Defaults are TRL 0.17's GRPOConfig (what BLEUBERI ran, spec objectives.md §9.1) except where CPU-sized runs need
+otherwise (completion length); RLOO's defaults follow TRL's RLOOConfig (no std scaling, sequence aggregation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from alignkit.config import from_dict
+from alignkit.errors import ConfigError
+from alignkit.rl.losses import resolve_aggregation
+
+ONLINE_OBJECTIVES = ("grpo", "rloo")
+
+
+@dataclass
+class OnlineArgs:
+    """Keys under `objective_args` for `--objective grpo|rloo` (see docs/rl.md)."""
+
+    # reward: one spec (`csr`, `ifeval`, `bleu`, `keyword:...`, `module:function`) or several, combined
+    reward: str | list[str] = "csr"
+    reward_weights: list[float] = field(default_factory=list)  # weighted sum of several rewards; default 1 each
+    reward_transform: str = "none"  # "none" | "log_sigmoid" (spec §8: u = log σ(r − reward_ref))
+    reward_ref: float = 0.0  # r_ref for log_sigmoid (a global reference reward)
+    # rollouts
+    num_generations: int = 8  # G, completions per prompt (≥ 2)
+    max_new_tokens: int = 64
+    temperature: float = 0.9
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: list[str] = field(default_factory=list)
+    # optimisation
+    num_iterations: int = 1  # μ: optimisation passes over each rollout batch (π_old = sampler policy)
+    epsilon: float = 0.2  # ε_low
+    epsilon_high: float | None = None  # ε_high (DAPO clip-higher); None = epsilon
+    loss_type: str = ""  # token (bnpo) | sequence (grpo) | dr_grpo; "" = bnpo for grpo, sequence for rloo
+    scale_rewards: str = ""  # grpo: group | batch | none (Dr. GRPO); "" = group for grpo
+    normalize_advantages: bool = False  # rloo: whiten advantages over the batch
+    # logging
+    log_samples_every: int = 1  # write the step's rollouts to samples.jsonl every N steps (0 = never)
+    samples_per_log: int = 8  # how many rollouts per logged step
+    # prompts
+    max_prompts: int = 0  # use only the first N prompts (0 = all)
+
+    def resolved_loss_type(self, objective: str) -> str:
+        return resolve_aggregation(self.loss_type or ("token" if objective == "grpo" else "sequence"))
+
+    def resolved_scale(self) -> str:
+        return self.scale_rewards or "group"
+
+    def reward_specs(self) -> list[str]:
+        return [self.reward] if isinstance(self.reward, str) else list(self.reward)
+
+    def validate(self) -> None:
+        if self.num_generations < 2:
+            raise ConfigError(f"objective_args.num_generations must be >= 2 (group baselines), got {self.num_generations}")
+        if self.max_new_tokens < 1:
+            raise ConfigError("objective_args.max_new_tokens must be >= 1")
+        if self.num_iterations < 1:
+            raise ConfigError("objective_args.num_iterations must be >= 1")
+        if self.temperature <= 0:
+            raise ConfigError("objective_args.temperature must be > 0 for on-policy sampling")
+        if self.scale_rewards not in ("", "group", "batch", "none"):
+            raise ConfigError(f"objective_args.scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+        if self.reward_transform not in ("none", "log_sigmoid"):
+            raise ConfigError(f"objective_args.reward_transform must be none or log_sigmoid, got {self.reward_transform!r}")
+        specs = self.reward_specs()
+        if not specs:
+            raise ConfigError("objective_args.reward is empty")
+        if self.reward_weights and len(self.reward_weights) != len(specs):
+            raise ConfigError(f"objective_args.reward_weights has {len(self.reward_weights)} weights for "
+                              f"{len(specs)} rewards")
+        resolve_aggregation(self.loss_type or "token")
+
+
+def online_args(objective: str, objective_args: dict[str, Any]) -> OnlineArgs:
+    """Parse and validate `objective_args` for an online objective (unknown keys are errors)."""
+    if objective not in ONLINE_OBJECTIVES:
+        raise ConfigError(f"{objective!r} is not an online objective; use one of {ONLINE_OBJECTIVES}")
+    args = dict(objective_args)
+    args.pop("beta", None)  # TrainConfig.beta is the KL weight; accept it here too
+    a = from_dict(OnlineArgs, args, prefix="objective_args.")
+    a.validate()
+    return a

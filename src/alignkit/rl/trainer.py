@@ -1,0 +1,356 @@
+"""The online RL loop (GRPO, RLOO) on the offline engine's pieces: Accelerate, the completion-only log-prob kernel
+(`train.logps`), reference modes (`train.reference`), atomic checkpoints (`train.checkpoint`), the LR schedule and
+`metrics.jsonl` writer (`train.loop`).
+
+One step, top to bottom:
+1. take this process's `batch_size × grad_accum` prompts (a pure function of seed, step and rank);
+2. sample `num_generations` completions per prompt through the Sampler protocol (seeded by seed and step, so a
+   resumed run samples exactly what an uninterrupted one would), score them with the reward;
+3. advantages per prompt group (GRPO: group-relative, RLOO: leave-one-out; spec objectives.md §9.1);
+4. no-grad log-probs of the sampled tokens under π_old (only when μ = num_iterations > 1; with μ = 1 π_old is the
+   detached policy itself) and π_ref (only when β > 0: LoRA adapters off, a separate model, or none);
+5. μ passes over the batch, each one optimiser step over `grad_accum` micro-batches of `batch_size` prompts, loss
+   normalised by the whole batch's token/sequence count so micro-batching does not change it;
+6. one line of metrics; rollouts to `samples.jsonl` every `log_samples_every` steps; a checkpoint every
+   `save_every` steps and at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from alignkit.config import save_config
+from alignkit.data.records import PromptExample, prompt_text
+from alignkit.decode.sampler import seed_for
+from alignkit.errors import ConfigError, TrainingError
+from alignkit.rewards.base import Reward
+from alignkit.rl.advantages import compute_advantages, group_stats
+from alignkit.rl.config import OnlineArgs, online_args
+from alignkit.rl.data import load_prompts
+from alignkit.rl.losses import policy_loss
+from alignkit.rl.rollout import Rollout, TokenBatch, rollout, rollout_batch
+from alignkit.train.checkpoint import latest_valid, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from alignkit.train.config import TrainConfig
+from alignkit.train.logps import CompletionLogProbs, as_seq_logprobs
+from alignkit.train.loop import MetricsLog, epoch_order, make_scheduler
+from alignkit.train.reference import adapters_disabled, freeze, resolve_mode
+
+DEFAULT_BETA = {"grpo": 0.04, "rloo": 0.05}  # TRL 0.17 GRPOConfig / TRL RLOOConfig
+
+
+@dataclass
+class OnlineResult:
+    steps: int
+    run_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int = 0
+    model: Any = None
+    tokenizer: Any = None
+
+
+def build_reward(args: OnlineArgs) -> Reward:
+    """The configured reward: one registry spec, or a weighted sum; optionally LSC-transformed (spec §8)."""
+    from alignkit.rewards.combine import log_sigmoid_transform, weighted_sum
+    from alignkit.rewards.registry import load_reward
+
+    specs = args.reward_specs()
+    rewards = [load_reward(s) for s in specs]
+    reward = rewards[0] if len(rewards) == 1 and not args.reward_weights else weighted_sum(
+        rewards, args.reward_weights or None)
+    if args.reward_transform == "log_sigmoid":
+        reward = log_sigmoid_transform(reward, ref=args.reward_ref)
+    return reward
+
+
+def resolve_beta(cfg: TrainConfig) -> float:
+    if cfg.beta is not None:
+        return float(cfg.beta)
+    return float(cfg.objective_args.get("beta", DEFAULT_BETA[cfg.objective]))
+
+
+def step_prompts(n: int, step: int, per_rank: int, world: int, rank: int, seed: int, shuffle: bool) -> list[int]:
+    """Prompt indices of `rank` at `step`: consecutive global batches through seeded epoch permutations (a prompt
+    set smaller than one global batch wraps into the next permutation)."""
+    global_batch = per_rank * world
+    start = step * global_batch + rank * per_rank
+    out: list[int] = []
+    orders: dict[int, list[int]] = {}
+    for pos in range(start, start + per_rank):
+        epoch, j = divmod(pos, n)
+        if epoch not in orders:
+            orders[epoch] = epoch_order(n, epoch, seed, shuffle)
+        out.append(orders[epoch][j])
+    return out
+
+
+def _mean(x: Sequence[float]) -> float:
+    return float(sum(x) / len(x)) if x else 0.0
+
+
+class OnlineTrainer:
+    """Holds the models, optimiser and reward of one run; `train()` runs the loop (see module docstring)."""
+
+    def __init__(self, cfg: TrainConfig, *, reward: Reward | None = None,
+                 prompts: Sequence[PromptExample] | None = None, model: Any = None, tokenizer: Any = None,
+                 log: Callable[[str], None] = print) -> None:
+        from accelerate import Accelerator
+
+        from alignkit.decode.hf import HFSampler
+        from alignkit.models import load_model
+
+        if cfg.objective not in DEFAULT_BETA:
+            raise ConfigError(f"run_online handles grpo and rloo, not {cfg.objective!r}")
+        self.cfg, self.log = cfg, log
+        self.args = online_args(cfg.objective, cfg.objective_args)
+        self.beta = resolve_beta(cfg)
+        self.loss_type = self.args.resolved_loss_type(cfg.objective)
+        for name in ("batch_size", "grad_accum"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.max_steps < 1:
+            raise ConfigError("online RL needs max_steps >= 1 (the number of rollout steps)")
+        if cfg.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {cfg.lr}")
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.accelerator = Accelerator()
+        self.records = list(prompts) if prompts is not None else load_prompts(cfg.data, self.args.max_prompts)
+        if not self.records:
+            raise ConfigError("no prompts to train on")
+        self.reward = reward if reward is not None else build_reward(self.args)
+        if model is None:
+            model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
+        elif tokenizer is None:
+            raise ConfigError("pass the tokenizer together with the model")
+        self.tokenizer = tokenizer
+        self.lora = cfg.lora.enabled
+        mode = resolve_mode(cfg.reference, needs_reference=self.beta != 0.0, lora=self.lora, batch_pairs=False,
+                            token_level=True)
+        self.ref_mode = mode
+        self.ref_runner: nn.Module | None = None
+        if mode == "separate":
+            ref_model, _ = load_model(cfg.reference_model or cfg.model, seed=cfg.seed)
+            self.ref_runner = CompletionLogProbs(freeze(ref_model)).to(self.accelerator.device)
+        self.policy = CompletionLogProbs(model)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError("the model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_betas[0], cfg.adam_betas[1]),
+                                           weight_decay=cfg.weight_decay)
+        # one optimiser step per pass: μ per rollout step
+        self.total_updates = cfg.max_steps * self.args.num_iterations
+        self.scheduler = make_scheduler(self.optimizer, cfg.scheduler, cfg.warmup_steps, self.total_updates)
+        self.policy, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
+        self.raw = self.accelerator.unwrap_model(self.policy)
+        self.sampler = HFSampler(self.raw.model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id
+
+    # ------------------------------------------------------------------ pieces
+    def _token_logps(self, runner: nn.Module, tb: TokenBatch) -> tuple[Tensor, Tensor]:
+        out = as_seq_logprobs(runner(tb.input_ids, tb.attention_mask, tb.labels, True))
+        assert out.tokens is not None and out.mask is not None
+        return out.tokens, out.mask
+
+    @torch.no_grad()
+    def _reference_logps(self, tb: TokenBatch) -> Tensor | None:
+        if self.ref_mode == "none":
+            return None
+        if self.ref_mode == "separate":
+            assert self.ref_runner is not None
+            return self._token_logps(self.ref_runner, tb)[0]
+        with adapters_disabled(self.raw):
+            return self._token_logps(self.raw, tb)[0]
+
+    def _micro_batches(self, n_rows: int) -> list[list[int]]:
+        rows = self.cfg.batch_size * self.args.num_generations
+        return [list(range(s, min(n_rows, s + rows))) for s in range(0, n_rows, rows)]
+
+    def _update(self, ro: Rollout, advantages: Tensor) -> dict[str, float]:
+        """Old/ref log-probs, then μ optimiser steps over the rollout batch."""
+        device = self.accelerator.device
+        chunks = self._micro_batches(len(ro.samples))
+        batches = [rollout_batch(ro, rows, self.pad_id).to(device) for rows in chunks]
+        masks = [(b.labels[:, 1:] != -100) for b in batches]
+        n_tokens = float(sum(int(m.sum()) for m in masks))
+        n_rows = float(len(ro.samples))
+        normalizer = {"token": max(n_tokens, 1.0), "sequence": n_rows,
+                      "dr_grpo": n_rows * self.args.max_new_tokens}[self.loss_type]
+        self.policy.eval()
+        refs = [self._reference_logps(b) for b in batches]
+        olds: list[Tensor | None] = [None] * len(batches)
+        if self.args.num_iterations > 1:
+            with torch.no_grad():
+                olds = [self._token_logps(self.policy, b)[0] for b in batches]
+        self.policy.train()
+        passes: list[dict[str, float]] = []
+        for _ in range(self.args.num_iterations):
+            sums: dict[str, float] = {}
+            total_loss = 0.0
+            for k, (b, rows) in enumerate(zip(batches, chunks, strict=True)):
+                last = k == len(batches) - 1
+                sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy)
+                with sync:
+                    logps, mask = self._token_logps(self.policy, b)
+                    out = policy_loss(logps, advantages[rows].to(device), mask, old_logps=olds[k],
+                                      ref_logps=refs[k], beta=self.beta, epsilon_low=self.args.epsilon,
+                                      epsilon_high=self.args.epsilon_high, aggregation=self.loss_type,
+                                      max_completion_length=self.args.max_new_tokens, normalizer=normalizer)
+                    self.accelerator.backward(out.loss)
+                total_loss += float(out.loss.detach())
+                w = float(mask.sum()) / max(n_tokens, 1.0)  # token-weighted metric average over micro-batches
+                for key, v in out.metrics.items():
+                    sums[key] = sums.get(key, 0.0) + w * v
+            grad_norm = float("nan")
+            if self.cfg.max_grad_norm > 0:
+                grad_norm = float(self.accelerator.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm))
+            if not math.isfinite(total_loss) or (self.cfg.max_grad_norm > 0 and not math.isfinite(grad_norm)):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise TrainingError(f"non-finite loss ({total_loss}) or gradient norm ({grad_norm}); lower lr or "
+                                    "check the reward for extreme values")
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            passes.append({"loss": total_loss, "grad_norm": grad_norm, **sums})
+        keys = passes[0].keys()
+        return {k: _mean([p[k] for p in passes]) for k in keys}
+
+    def _gather(self, t: Tensor) -> Tensor:
+        if self.accelerator.num_processes == 1:
+            return t
+        return self.accelerator.gather(t.to(self.accelerator.device)).cpu()
+
+    def _write_samples(self, path: Path, step: int, ro: Rollout, advantages: Tensor) -> None:
+        with path.open("a", encoding="utf-8") as f:
+            for k in range(min(len(ro.samples), self.args.samples_per_log)):
+                s = ro.samples[k]
+                f.write(json.dumps({"step": step, "prompt": prompt_text(ro.prompt_of(k).prompt),
+                                    "completion": s.text, "reward": float(ro.rewards[k]),
+                                    "advantage": float(advantages[k]), "tokens": len(s.token_ids),
+                                    "finish_reason": s.finish_reason}, ensure_ascii=False) + "\n")
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> OnlineResult:
+        cfg, args, acc = self.cfg, self.args, self.accelerator
+        run_dir = Path(cfg.output_dir)
+        main, world, rank = acc.is_main_process, acc.num_processes, acc.process_index
+        if main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        ckpt_root = run_dir / "checkpoints"
+        step = 0
+        resumed = None
+        if cfg.resume:
+            resumed = latest_valid(ckpt_root, log=self.log if main else (lambda _m: None))
+            if resumed is None and main:
+                self.log(f"--resume: no valid checkpoint under {ckpt_root}; starting from step 0")
+        if resumed is not None:
+            ck = load_checkpoint(resumed, self.raw, self.optimizer, self.scheduler, rank)
+            step = ck.step
+            saved_rng = rng_state()
+            if main:
+                self.log(f"resumed from {resumed} (step {step})")
+        metrics_log = MetricsLog(run_dir / "metrics.jsonl", main, step if resumed is not None else None,
+                                 cfg.report_to)
+        samples_path = run_dir / "samples.jsonl"
+        if main and samples_path.exists():
+            if resumed is None:
+                samples_path.unlink()
+            else:
+                kept = [ln for ln in samples_path.read_text(encoding="utf-8").splitlines()
+                        if ln.strip() and json.loads(ln)["step"] <= step]
+                samples_path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+        if resumed is not None:
+            set_rng_state(saved_rng)
+        start_step = step
+        per_rank = cfg.batch_size * cfg.grad_accum
+        history: list[dict[str, Any]] = []
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=step, desc=cfg.objective, disable=not (main and cfg.progress),
+                   dynamic_ncols=True)
+        while step < cfg.max_steps:
+            t0 = time.perf_counter()
+            idx = step_prompts(len(self.records), step, per_rank, world, rank, cfg.seed, cfg.shuffle)
+            self.policy.eval()
+            ro = rollout(self.sampler, self.reward, [self.records[i] for i in idx], group_size=args.num_generations,
+                         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                         top_k=args.top_k, stop=args.stop, seed=seed_for(cfg.seed, step, rank))
+            advantages = compute_advantages(ro.rewards, args.num_generations, cfg.objective,
+                                            scale=args.resolved_scale(), normalize=args.normalize_advantages)
+            t1 = time.perf_counter()
+            upd = self._update(ro, advantages)
+            t2 = time.perf_counter()
+            step += 1
+            rewards = self._gather(ro.rewards)
+            lengths = self._gather(ro.completion_lengths)
+            truncated = self._gather(torch.tensor([float(s.finish_reason == "length") for s in ro.samples]))
+            rec: dict[str, Any] = {
+                "step": step, "reward": float(rewards.mean()), "reward_std": float(rewards.std()),
+                **group_stats(rewards, args.num_generations),
+                "completion_length": float(lengths.mean()), "completion_length_max": float(lengths.max()),
+                "completion_length_min": float(lengths.min()), "frac_truncated": float(truncated.mean()),
+                "advantage_abs": float(advantages.abs().mean()),
+            }
+            for name, vals in ro.reward_parts.items():
+                rec[f"reward/{name}"] = float(self._gather(torch.tensor(vals)).mean())
+            rec.update({k: v for k, v in upd.items() if not (k == "grad_norm" and math.isnan(v))})
+            rec.update(lr=self.scheduler.get_last_lr()[0], generated_tokens=ro.compute.generated_tokens * world,
+                       rollout_s=round(t1 - t0, 4), update_s=round(t2 - t1, 4), step_s=round(t2 - t0, 4))
+            metrics_log.write(rec)
+            history.append(rec)
+            if main and args.log_samples_every and step % args.log_samples_every == 0:
+                self._write_samples(samples_path, step, ro, advantages)
+            bar.update(1)
+            bar.set_postfix(reward=f"{rec['reward']:.3f}", kl=f"{rec.get('kl', 0.0):.4f}")
+            if step == cfg.max_steps or (cfg.save_every and step % cfg.save_every == 0):
+                self._checkpoint(ckpt_root, step)
+        bar.close()
+        metrics_log.close()
+        if main:
+            self._save_final(run_dir / "final")
+        return OnlineResult(step, run_dir, history, start_step, self.raw.model, self.tokenizer)
+
+    def _checkpoint(self, ckpt_root: Path, step: int) -> None:
+        acc = self.accelerator
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            rngs = gather_object([rng_state()])
+        else:
+            rngs = [rng_state()]
+        if acc.is_main_process:
+            save_checkpoint(ckpt_root, step, self.raw, self.optimizer, self.scheduler,
+                            {"objective": self.cfg.objective, "total_steps": self.cfg.max_steps},
+                            lora=self.lora, rank_rng=dict(enumerate(rngs)), keep=self.cfg.keep_checkpoints)
+        acc.wait_for_everyone()
+
+    def _save_final(self, out: Path) -> None:
+        """The trained policy as an HF directory (the LoRA adapter alone for LoRA runs)."""
+        import shutil
+        import tempfile
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out.parent))
+        self.raw.model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+
+
+def run_online(cfg: TrainConfig, *, reward: Reward | None = None, prompts: Sequence[PromptExample] | None = None,
+               model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> OnlineResult:
+    """Train with GRPO or RLOO (`cfg.objective`) on prompts from `cfg.data` (or `prompts`), rewarded by
+    `objective_args.reward` (or `reward`, any Reward). Writes `cfg.output_dir`: config.yaml, metrics.jsonl,
+    samples.jsonl, checkpoints/, final/."""
+    return OnlineTrainer(cfg, reward=reward, prompts=prompts, model=model, tokenizer=tokenizer, log=log).train()
