@@ -1,0 +1,76 @@
+"""`alignkit train` and `alignkit export`: thin wrappers over `alignkit.train.engine`."""
+
+from __future__ import annotations
+
+import argparse
+
+from alignkit.cli import add_command
+
+TRAIN_EXAMPLES = """  alignkit train --model tiny-random --data pairs.jsonl --objective dpo --output-dir runs/x
+  alignkit train recipe.yaml --set lr=1e-5 --set lora.r=8 --set objective_args.label_smoothing=0.1
+  alignkit train --model smollm2-135m-instruct --data pairs.jsonl --objective simpo --set beta=2.0
+  alignkit train --output-dir runs/x --resume            # continue from the latest valid checkpoint
+  torchrun --nproc_per_node 2 -m alignkit train recipe.yaml   # data parallel (gloo on CPU)
+"""
+
+EXPORT_EXAMPLES = """  alignkit export runs/x exported/       # LoRA merged; loads with AutoModelForCausalLM.from_pretrained
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "train", "Train a policy with a preference or SFT objective (one offline engine).",
+                    TRAIN_EXAMPLES)
+    p.add_argument("config", nargs="?", help="YAML training config (keys: see docs/training.md)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (dotted for nested: lora.r=8, objective_args.beta=0.2)")
+    p.add_argument("--model", help="model spec: smollm2-135m-instruct, tiny-random, or a local HF directory")
+    p.add_argument("--data", help="training data file (JSONL/JSON/Parquet/CSV) of the objective's data kind")
+    p.add_argument("--eval-data", help="held-out data file (else --set eval_split=0.1)")
+    p.add_argument("--objective", help="objective name, e.g. dpo, ipo, simpo, orpo, kto, sft")
+    p.add_argument("--output-dir", help="run directory (config.yaml, metrics.jsonl, checkpoints/, final/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest valid checkpoint in --output-dir (its config.yaml is reused)")
+    p.set_defaults(func=run_train)
+
+    e = add_command(sub, "export", "Write a run's trained model as a plain HF directory (LoRA merged).",
+                    EXPORT_EXAMPLES)
+    e.add_argument("run_dir", help="a run directory written by `alignkit train`")
+    e.add_argument("out", help="output directory")
+    e.set_defaults(func=run_export)
+
+
+def build_config(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, imported lazily
+    from pathlib import Path
+
+    from alignkit.config import load_config
+    from alignkit.train.config import TrainConfig
+
+    config = args.config
+    if config is None and args.resume and args.output_dir and (Path(args.output_dir) / "config.yaml").exists():
+        config = str(Path(args.output_dir) / "config.yaml")
+    base = {"model": args.model, "data": args.data, "eval_data": args.eval_data, "objective": args.objective,
+            "output_dir": args.output_dir}
+    cfg = load_config(TrainConfig, config, args.overrides, base)
+    if args.resume:
+        cfg.resume = True
+    return cfg
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from alignkit.train.engine import train
+
+    cfg = build_config(args)
+    result = train(cfg)
+    print(f"trained {result.steps} steps (reference: {result.reference}); run directory: {result.run_dir}")
+    last = {k: v for k, v in result.loop.last_metrics.items() if isinstance(v, float)}
+    if last:
+        print("last: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items())))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from alignkit.train.engine import export
+
+    out = export(args.run_dir, args.out)
+    print(f"exported {args.run_dir} to {out}")
+    return 0
