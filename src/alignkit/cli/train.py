@@ -9,6 +9,7 @@ from alignkit.cli import add_command
 TRAIN_EXAMPLES = """  alignkit train --model tiny-random --data pairs.jsonl --objective dpo --output-dir runs/x
   alignkit train recipe.yaml --set lr=1e-5 --set lora.r=8 --set objective_args.label_smoothing=0.1
   alignkit train --model smollm2-135m-instruct --data pairs.jsonl --objective simpo --set beta=2.0
+  alignkit train recipes/act.yaml --set max_steps=2   # online GRPO (also --objective rloo), docs/rl.md
   alignkit train --output-dir runs/x --resume            # continue from the latest valid checkpoint
   torchrun --nproc_per_node 2 -m alignkit train recipe.yaml   # data parallel (gloo on CPU)
 """
@@ -60,6 +61,12 @@ def run_train(args: argparse.Namespace) -> int:
     from alignkit.train.engine import train
 
     cfg = build_config(args)
+    if cfg.objective in ("grpo", "rloo"):  # online RL: alignkit.rl (docs/rl.md)
+        from alignkit.rl.trainer import run_online
+
+        online = run_online(cfg)
+        print(f"trained {online.steps} rollout steps; run directory: {online.run_dir}")
+        return 0
     result = train(cfg)
     print(f"trained {result.steps} steps (reference: {result.reference}); run directory: {result.run_dir}")
     last = {k: v for k, v in result.loop.last_metrics.items() if isinstance(v, float)}
