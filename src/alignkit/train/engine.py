@@ -150,7 +150,9 @@ def seed_everything(seed: int) -> None:
 def make_accelerator() -> Any:
     from accelerate import Accelerator
 
-    return Accelerator()
+    # Without `cpu=True` Accelerate ignores torchrun's WORLD_SIZE on a machine without GPUs (one process each).
+    has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return Accelerator(cpu=not has_gpu)
 
 
 def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: list[Any] | None = None,

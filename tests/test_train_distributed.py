@@ -1,0 +1,59 @@
+"""Data parallel on CPU: `torchrun --nproc_per_node 2` (gloo) gives the per-step losses of one process with the
+same global batch (here 2 processes × 2 examples = 1 process × 4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from alignkit.train.config import TrainConfig
+    from alignkit.train.engine import train
+    from alignkit.train.synthetic import synthetic_pairs
+
+    out, bs = sys.argv[1], int(sys.argv[2])
+    cfg = TrainConfig(model="tiny-random:1:32", data="<memory>", objective="dpo", output_dir=out, batch_size=bs,
+                      lr=2e-3, max_steps=3, grad_accum=2, progress=False, eval_every=3, torch_threads=1)
+    train(cfg, records=synthetic_pairs(16), eval_records=synthetic_pairs(4, seed=5))
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_match_one_process(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALIGNKIT_CACHE": os.environ.get("ALIGNKIT_CACHE", "")}
+    if not env["ALIGNKIT_CACHE"]:
+        env.pop("ALIGNKIT_CACHE")
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "4"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    two = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()),
+                          str(script), str(tmp_path / "two"), "2"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("loss", "rewards/margin", "eval/loss", "tokens"):
+            if key in ra:
+                assert rb[key] == pytest.approx(ra[key], abs=1e-4), (key, ra, rb)
+    assert len(list((tmp_path / "two" / "checkpoints" / "step-3").glob("rng-*.pt"))) == 2
