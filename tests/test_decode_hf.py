@@ -154,3 +154,13 @@ def test_score_logprobs_text_is_batch_independent(sampler: HFSampler) -> None:
     for p, t, b in zip(PROMPTS, texts, batched, strict=True):
         assert len(b) == len(sampler.tokenize(t))
         assert sampler.score_logprobs([p], [t])[0] == pytest.approx(b, abs=1e-4)
+
+
+def test_sampled_frequencies_follow_the_truncated_distribution(sampler: HFSampler) -> None:
+    top = sampler.next_token_topk(["Hi"], [""], k=2)[0]
+    p = [t.logprob for t in top]
+    want = torch.softmax(torch.tensor(p), dim=0)[0].item()  # top-2 renormalised, temperature 1
+    out = sampler.sample(["Hi"], n=400, max_new_tokens=1, top_k=2, seed=11)[0]
+    assert {s.token_ids[0] for s in out} <= {top[0].token_id, top[1].token_id}
+    freq = sum(s.token_ids[0] == top[0].token_id for s in out) / len(out)
+    assert freq == pytest.approx(want, abs=4 * (want * (1 - want) / len(out)) ** 0.5 + 1e-3)

@@ -241,12 +241,16 @@ class HFSampler:
                 tok = raw.argmax(dim=-1)
                 chosen_lp = torch.zeros(len(alive))
             else:
-                proc = _truncate(logits_f / temperature, top_p, top_k)
-                probs = torch.softmax(proc, dim=-1)
-                cdf = probs.cumsum(dim=-1)
-                u = torch.stack([torch.rand(1, generator=gens[r]) for r in alive]).to(cdf.device) * cdf[:, -1:]
-                tok = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=probs.shape[-1] - 1)
-                chosen_lp = torch.log(probs.gather(-1, tok[:, None]).squeeze(-1)).cpu()
+                if temperature == 1.0 and top_p >= 1.0 and not top_k:
+                    logq = raw  # the raw distribution already: skip a second softmax
+                else:
+                    logq = torch.log_softmax(_truncate(logits_f / temperature, top_p, top_k), dim=-1)
+                # Gumbel-max with each row's own generator: robust to the tiny float differences between a
+                # batched and an unbatched forward (inverse-CDF sampling over a 50k cumsum is not)
+                u = torch.stack([torch.rand(logq.shape[-1], generator=gens[r]) for r in alive]).to(logq.device)
+                gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
+                tok = (logq + gumbel).argmax(dim=-1)
+                chosen_lp = logq.gather(-1, tok[:, None]).squeeze(-1).cpu()
             tok_raw = raw.gather(-1, tok[:, None]).squeeze(-1).cpu().tolist()
             tok_list = tok.cpu().tolist()
             keep: list[int] = []
