@@ -84,6 +84,10 @@ def load_reward(spec: str | Reward) -> Reward:
 
         if not arg:
             raise RewardError("reward spec 'rm:PATH' needs a reward model directory")
+        if (Path(arg) / "alignkit_pal.json").exists():  # a PAL-B RM from `alignkit reward train --objective pal`
+            from alignkit.rewards.train import PALReward
+
+            return PALReward.load(arg, name=spec)
         return RewardModel.load(arg, name=spec)
     if arg:
         return _user_function(spec, name, arg)
