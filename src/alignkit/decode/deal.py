@@ -118,7 +118,7 @@ def deal(sampler: TokenSampler, reward: RewardFn, prompts: Sequence[Prompt], *, 
                                       compute[i], info))
     # per-prompt shares must add up to what the samplers counted
     spent = sampler.compute.minus(main_before)
-    if look is not sampler:
+    if look.compute is not sampler.compute:
         spent.add(look.compute.minus(look_before))
     assert spent.forward_tokens == sum(c.forward_tokens for c in compute), "DeAL accounting drifted"
     return results
