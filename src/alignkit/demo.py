@@ -37,6 +37,8 @@ class DemoConfig:
     model: str = "smollm2-135m-instruct"
     output_dir: str = "runs/demo"
     quick: bool = False
+    train_prompts: str = "suite:train"  # or a JSONL of prompts with IFEval-style `constraints`
+    test_prompts: str = "suite:test"
     n_train_prompts: int = 64
     n_test_prompts: int = 48
     n_samples: int = 4  # samples per train prompt for the verifier builder
@@ -84,18 +86,17 @@ class Stages:
 def _eval_cfg(cfg: DemoConfig, out: Path, method: str, **kw: Any) -> Any:
     from alignkit.evaluate.evaluation import EvalConfig
 
-    return EvalConfig(model=cfg.model, prompts="suite:test", limit=cfg.n_test_prompts, reward="csr", method=method,
+    return EvalConfig(model=cfg.model, prompts=cfg.test_prompts, limit=cfg.n_test_prompts, reward="csr", method=method,
                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                       batch_size=cfg.gen_batch_size, seed=cfg.seed, output_dir=str(out), **kw)
 
 
 def _build_data(cfg: DemoConfig, out: Path) -> dict[str, Any]:
-    from alignkit.data.build.common import SamplingSettings, items_from_prompts
+    from alignkit.data.build.common import SamplingSettings, items_from_prompts, load_prompts
     from alignkit.data.build.runner import run_build
     from alignkit.data.build.verifier import VerifierBuilder
     from alignkit.data.convert import listwise_to_pairwise
     from alignkit.data.io import read_records, write_records
-    from alignkit.data.suite import load_suite
     from alignkit.decode.hf import HFSampler
     from alignkit.models import load_model
 
@@ -103,7 +104,7 @@ def _build_data(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     settings = SamplingSettings(n=cfg.n_samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                 seed=cfg.seed)
     builder = VerifierBuilder(HFSampler(model, tokenizer), sampling=settings, fmt="listwise", policy_name=cfg.model)
-    prompts = load_suite("train")[: cfg.n_train_prompts]
+    prompts = load_prompts(cfg.train_prompts)[: cfg.n_train_prompts]
     report = run_build(builder, items_from_prompts(prompts), out / "lists.jsonl", batch_size=cfg.gen_batch_size // 2)
     lists = read_records(out / "lists.jsonl", kind="listwise").records
     pairs, stats = listwise_to_pairwise(lists, mode="best-vs-worst")
@@ -117,8 +118,9 @@ def _train(cfg: DemoConfig, out: Path, objective: str, data: Path) -> dict[str, 
     from alignkit.train.config import TrainConfig
     from alignkit.train.engine import train
 
+    n_records = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
     tcfg = TrainConfig(model=cfg.model, data=str(data), objective=objective, beta=cfg.beta, output_dir=str(out),
-                       batch_size=cfg.batch_size, lr=cfg.lr, epochs=cfg.epochs, warmup_steps=2,
+                       batch_size=min(cfg.batch_size, n_records), lr=cfg.lr, epochs=cfg.epochs, warmup_steps=2,
                        max_length=cfg.max_new_tokens + 192, lora=LoraConfig(r=cfg.lora_r, alpha=2 * cfg.lora_r),
                        reference="adapter", save_every=10, seed=cfg.seed,
                        resume=(out / "checkpoints").exists())
@@ -127,25 +129,22 @@ def _train(cfg: DemoConfig, out: Path, objective: str, data: Path) -> dict[str, 
                                                                       if isinstance(v, int | float | str)}}
 
 
-def _load_merged(final: str) -> tuple[Any, Any]:
-    from alignkit.models import load_model
-
-    model, tokenizer = load_model(final)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()  # plain weights sample faster and need no adapter hooks
-    return model.eval(), tokenizer
-
-
-def _trained_eval(cfg: DemoConfig, out: Path, method: str, final: str, base_eval: Path) -> dict[str, Any]:
+def _trained_eval(cfg: DemoConfig, out: Path, method: str, run_dir: Path, base_eval: Path) -> dict[str, Any]:
     from alignkit.evaluate.evaluation import evaluate
+    from alignkit.models import load_model
+    from alignkit.train.engine import export
 
-    model, tokenizer = _load_merged(final)
+    # A merged plain model samples faster than one with adapter hooks.
+    merged = run_dir / "merged"
+    if not (merged / "config.json").exists():
+        export(run_dir, merged)
+    model, tokenizer = load_model(str(merged))
     return evaluate(_eval_cfg(cfg, out, method, reference_model=cfg.model, baseline=str(base_eval)),
                     model, tokenizer)
 
 
 def _strategy(cfg: DemoConfig, out: Path, strategy: str, base_eval: Path) -> dict[str, Any]:
-    from alignkit.data.suite import load_suite
+    from alignkit.data.build.common import load_prompts
     from alignkit.decode.bon import best_of_n
     from alignkit.decode.hf import HFSampler
     from alignkit.decode.qalign import qalign
@@ -157,7 +156,7 @@ def _strategy(cfg: DemoConfig, out: Path, strategy: str, base_eval: Path) -> dic
     model, tokenizer = load_model(cfg.model)
     sampler = HFSampler(model, tokenizer)
     reward = load_reward("csr")
-    prompts = load_suite("test")[: cfg.n_test_prompts]
+    prompts = load_prompts(cfg.test_prompts)[: cfg.n_test_prompts]
     rows = []
     from tqdm.auto import tqdm
 
@@ -211,8 +210,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
     runs = [base_eval]
     if data.get("pairs"):
         for name, objective, file in (("dpo", "dpo", "pairs.jsonl"), ("lipo", cfg.listwise_objective, "lists.jsonl")):
-            trained = stages.run(name, lambda out, o=objective, f=file: _train(cfg, out, o, root / "data" / f))
-            stages.run(f"{name}-eval", lambda out, n=name, t=trained: _trained_eval(cfg, out, n, t["final"], base_eval))
+            stages.run(name, lambda out, o=objective, f=file: _train(cfg, out, o, root / "data" / f))
+            stages.run(f"{name}-eval", lambda out, n=name: _trained_eval(cfg, out, n, root / n, base_eval))
             runs += [root / name, root / f"{name}-eval"]
     for strategy in ("bon", "qalign"):
         stages.run(strategy, lambda out, s=strategy: _strategy(cfg, out, s, base_eval))

@@ -139,8 +139,8 @@ def resolve_local(spec: str) -> Path:
     """A local directory, or a hub id found in the local HF cache (offline only)."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        if not (path / "config.json").exists():
-            raise ModelError(f"{path} is a directory but has no config.json; is it an HF model directory?")
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ModelError(f"{path} has neither config.json nor adapter_config.json; is it an HF model directory?")
         return path
     if path.suffix or spec.startswith((".", "/", "~")):
         raise ModelError(f"model path {spec} does not exist")
