@@ -494,7 +494,7 @@ class MOREStep:
             if not bool(sel.any()):
                 grads.append(torch.zeros_like(w).flatten())
                 continue
-            (g,) = torch.autograd.grad(-F.logsigmoid(d[sel]).mean(), w)
+            (g,) = torch.autograd.grad(-F.logsigmoid(d[sel]).mean(), w, retain_graph=True)
             grads.append(g.flatten())
         prev = self.state.get("more_g")
         prev_t = torch.tensor(prev, dtype=torch.float32) if prev is not None else None
@@ -737,8 +737,8 @@ def _pair_report(chosen: list[float], rejected: list[float], categories: list[st
 def evaluate_rm(module: RMTrainModule, data: RMData, cfg: RewardTrainConfig, pad_id: int, device: Any,
                 run_dir: Path, attributes: Sequence[str], weights: Sequence[float]) -> dict[str, Any]:
     """eval.json's content: pairwise accuracy (overall and by task/user), ECE/ACE/MCE and a reliability diagram;
-    regression: masked MSE per attribute, plus pairwise accuracy on same-prompt completions ordered by the
-    weighted gold scalar."""
+    regression: masked MSE per attribute, plus pairwise accuracy/ECE on same-prompt completions ordered by the
+    weighted gold scalar (both scalars over the attributes labelled for both completions)."""
     bs = cfg.eval_batch_size or cfg.batch_size
     pred = predict(module, data, pad_id, bs, device)
     report: dict[str, Any] = {"objective": cfg.objective, "examples": len(data), "skipped": data.skipped}
@@ -749,19 +749,18 @@ def evaluate_rm(module: RMTrainModule, data: RMData, cfg: RewardTrainConfig, pad
         report["mse_by_attribute"] = {a: (float(((pred[:, k] - labels[:, k]) ** 2)[mask[:, k]].mean())
                                           if bool(mask[:, k].any()) else None) for k, a in enumerate(attributes)}
         w = torch.tensor(list(weights))
-        full = mask.all(dim=1)
         by_prompt: dict[str, list[int]] = defaultdict(list)
         for i, key in enumerate(data.prompt_keys):
-            if bool(full[i]):
-                by_prompt[key].append(i)
-        gold, scalar = labels @ w, pred @ w
+            by_prompt[key].append(i)
         chosen, rejected = [], []
         for members in by_prompt.values():
             for i in members:
                 for j in members:
-                    if float(gold[i]) > float(gold[j]):
-                        chosen.append(float(scalar[i]))
-                        rejected.append(float(scalar[j]))
+                    # Both scalars over the attributes labelled for both completions (HelpSteer2 labels all).
+                    common = (mask[i] & mask[j]).float() * w
+                    if float(labels[i].clamp(min=0) @ common) > float(labels[j].clamp(min=0) @ common):
+                        chosen.append(float(pred[i] @ common))
+                        rejected.append(float(pred[j] @ common))
         if chosen:
             report["pairs_from_gold_scalar"] = _pair_report(chosen, rejected, None, cfg.eval_bins, run_dir,
                                                             "regression RM: pairs by gold scalar")
