@@ -10,8 +10,8 @@ end-to-end figure.
     .venv/bin/python benchmarks/dpo_vs_trl.py --steps 8 --rounds 2 --modes separate,precompute,adapter
 
 Both sides count tokens the same way: non-padding tokens of the policy forward (prompt + completion, chosen and
-rejected); TRL's own `num_tokens` metric uses the same definition. TRL is run with `bf16=False` (its CPU default
-is bf16 autocast) so both sides compute in fp32.
+rejected); TRL's own `num_tokens` metric uses the same definition. TRL runs twice: with its defaults (`trl`: on
+CPU that is bf16 autocast, `bf16=True`) and with `bf16=False` (`trl-fp32`), the like-for-like fp32 comparison.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def worker_alignkit(mode: str, steps: int, pairs: int, batch: int, threads: int,
             "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"], "setup_reference_s": t_ready - t_data}
 
 
-def worker_trl(steps: int, pairs: int, batch: int, threads: int, out: Path) -> dict:
+def worker_trl(steps: int, pairs: int, batch: int, threads: int, out: Path, fp32: bool) -> dict:
     import logging
     import warnings
 
@@ -99,8 +99,9 @@ def worker_trl(steps: int, pairs: int, batch: int, threads: int, out: Path) -> d
 
     timer = Timer()
     args = DPOConfig(output_dir=str(out), report_to="none", per_device_train_batch_size=batch, max_steps=steps,
-                     learning_rate=5e-6, beta=0.1, bf16=False, use_cpu=True, save_strategy="no", logging_steps=1,
-                     max_length=512, dataloader_num_workers=0, disable_tqdm=True, seed=0)
+                     learning_rate=5e-6, beta=0.1, use_cpu=True, save_strategy="no", logging_steps=1,
+                     max_length=512, dataloader_num_workers=0, disable_tqdm=True, seed=0,
+                     **({"bf16": False} if fp32 else {}))
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tok, callbacks=[timer])
     t0 = time.perf_counter()
@@ -108,7 +109,7 @@ def worker_trl(steps: int, pairs: int, batch: int, threads: int, out: Path) -> d
     wall = time.perf_counter() - t0
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     tokens = int(trainer._total_train_tokens)
-    return {"side": "trl", "steps": steps, "tokens": tokens, "seconds": timer.seconds,
+    return {"side": "trl-fp32" if fp32 else "trl", "steps": steps, "tokens": tokens, "seconds": timer.seconds,
             "tokens_per_s": tokens / timer.seconds, "wall_incl_setup_s": wall, "peak_rss_gb": peak_rss_gb(),
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
 
@@ -136,14 +137,14 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         out = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
-        if args.worker == "trl":
-            res = worker_trl(args.steps, args.pairs, args.batch, args.threads, out)
+        if args.worker in ("trl", "trl-fp32"):
+            res = worker_trl(args.steps, args.pairs, args.batch, args.threads, out, fp32=args.worker == "trl-fp32")
         else:
             res = worker_alignkit(args.worker.split("/", 1)[1], args.steps, args.pairs, args.batch, args.threads,
                                   out)
         print("RESULT " + json.dumps(res), flush=True)
         return
-    sides = ["trl"] + [f"alignkit/{m}" for m in args.modes.split(",") if m]
+    sides = ["trl", "trl-fp32"] + [f"alignkit/{m}" for m in args.modes.split(",") if m]
     results: dict[str, list[dict]] = {s: [] for s in sides}
     load = os.getloadavg()[0]
     print(f"# {args.steps} steps × batch {args.batch}, {args.pairs} pairs, {args.threads} threads, "

@@ -155,8 +155,9 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters")
+    # The fused kernel updates in place; the default multi-tensor path holds model-sized temporaries (peak RSS).
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_betas[0], cfg.adam_betas[1]),
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=True)
     scheduler = make_scheduler(optimizer, cfg.scheduler, cfg.warmup_steps, total)
     # The scheduler is deliberately not prepared: Accelerate's wrapper would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
