@@ -46,8 +46,10 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, template: 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, template: Template = "auto") -> list[int]:
     text = render_prompt(tokenizer, prompt, template)
-    # The rendered template already carries its special tokens; adding more would double the BOS.
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    # A rendered chat template already carries its special tokens (adding more would double the BOS); a raw
+    # prompt gets the tokenizer's own (e.g. the BOS a base model expects).
+    templated = text is not prompt
+    return tokenizer(text, add_special_tokens=not templated)["input_ids"]
 
 
 def encode_completion(tokenizer: PreTrainedTokenizerBase, completion: str, add_eos: bool = True) -> list[int]:

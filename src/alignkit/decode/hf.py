@@ -79,17 +79,15 @@ class HFSampler:
 
     # ---------------------------------------------------------------- encoding
     def encode_prompt(self, prompt: Prompt, index: int = 0) -> list[int]:
-        """Token ids of the model input for one prompt (chat template unless raw and a plain string)."""
-        if isinstance(prompt, str) and self.raw:
-            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        else:
-            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-            if not isinstance(messages, list) or not all(
-                    isinstance(m, dict) and "role" in m and "content" in m for m in messages):
-                raise DataError(f"prompt {index} must be a string or a list of {{'role', 'content'}} messages, "
-                                f"got {type(prompt).__name__}")
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Token ids of the model input for one prompt, by the shared rules of `alignkit.data.tokenize` (so
+        sampling and training see the same tokens): chat template unless raw and a plain string."""
+        from alignkit.data.tokenize import encode_prompt
+
+        if not isinstance(prompt, str) and not (isinstance(prompt, list) and all(
+                isinstance(m, dict) and "role" in m and "content" in m for m in prompt)):
+            raise DataError(f"prompt {index} must be a string or a list of {{'role', 'content'}} messages, "
+                            f"got {type(prompt).__name__}")
+        ids = encode_prompt(self.tokenizer, prompt, "never" if (self.raw and isinstance(prompt, str)) else "always")
         if not ids:
             raise DataError(f"prompt {index} encodes to zero tokens; give the model something to condition on")
         return list(ids)
