@@ -50,6 +50,11 @@ class OnlineArgs:
     samples_per_log: int = 8  # how many rollouts per logged step
     # prompts
     max_prompts: int = 0  # use only the first N prompts (0 = all)
+    select: str = "none"  # BLEUBERI selection by the base model's reward: none | hard | easy | medium | random
+    select_num: int = 0  # prompts to keep (required when select is not none)
+    select_max_new_tokens: int = 0  # 0 = max_new_tokens
+    select_temperature: float = 0.7  # BLEUBERI's selection sampling: temperature 0.7, top-p 0.9
+    select_top_p: float = 0.9
 
     def resolved_loss_type(self, objective: str) -> str:
         return resolve_aggregation(self.loss_type or ("token" if objective == "grpo" else "sequence"))
@@ -80,6 +85,10 @@ class OnlineArgs:
             raise ConfigError(f"objective_args.reward_weights has {len(self.reward_weights)} weights for "
                               f"{len(specs)} rewards")
         resolve_aggregation(self.loss_type or "token")
+        if self.select not in ("none", "hard", "easy", "medium", "random"):
+            raise ConfigError(f"objective_args.select must be none, hard, easy, medium or random, got {self.select!r}")
+        if self.select != "none" and self.select_num < 1:
+            raise ConfigError("objective_args.select_num must be >= 1 when select is set")
 
 
 def online_args(objective: str, objective_args: dict[str, Any]) -> OnlineArgs:

@@ -154,6 +154,24 @@ class OnlineTrainer:
         self.raw = self.accelerator.unwrap_model(self.policy)
         self.sampler = HFSampler(self.raw.model, tokenizer)
         self.pad_id = tokenizer.pad_token_id
+        self.selection = None
+        if self.args.select != "none":
+            self._select_prompts()
+
+    def _select_prompts(self) -> None:
+        """BLEUBERI-style selection with the base model, before any update (deterministic given the seed)."""
+        from alignkit.rl.select import select_prompts
+
+        a = self.args
+        self.selection = select_prompts(self.sampler, self.reward, self.records, a.select_num, a.select,
+                                        max_new_tokens=a.select_max_new_tokens or a.max_new_tokens,
+                                        temperature=a.select_temperature, top_p=a.select_top_p, seed=self.cfg.seed)
+        scores = self.selection.scores
+        kept = self.selection.kept
+        if scores:
+            self.log(f"selected {len(kept)} {a.select} prompts of {len(self.records)} by base-model reward "
+                     f"(mean {_mean([scores[i] for i in kept]):.4f} kept vs {_mean(scores):.4f} all)")
+        self.records = self.selection.records
 
     # ------------------------------------------------------------------ pieces
     def _token_logps(self, runner: nn.Module, tb: TokenBatch) -> tuple[Tensor, Tensor]:
@@ -246,6 +264,12 @@ class OnlineTrainer:
         if main:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
+            if self.selection is not None:
+                with (run_dir / "selected_prompts.jsonl").open("w", encoding="utf-8") as f:
+                    for i, rec in zip(self.selection.kept, self.records, strict=True):
+                        base = self.selection.scores[i] if self.selection.scores else None
+                        f.write(json.dumps({"index": i, "base_reward": base, "prompt": prompt_text(rec.prompt)},
+                                           ensure_ascii=False) + "\n")
         ckpt_root = run_dir / "checkpoints"
         step = 0
         resumed = None
