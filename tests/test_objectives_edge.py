@@ -348,7 +348,8 @@ EXPECTED = {"sft", "poft", "dpo", "robust", "ipo", "hinge", "slic", "simpo", "or
 
 def test_every_objective_is_registered_and_documented() -> None:
     assert EXPECTED <= set(OBJECTIVES)
-    for spec in OBJECTIVES.values():
+    # Names starting with "_" are registered by other tests as throwaway helpers.
+    for spec in (s for s in OBJECTIVES.values() if not s.name.startswith("_")):
         assert spec.paper, spec.name
         assert spec.fn.__doc__ and "spec" in spec.fn.__doc__.lower() or "TRL" in spec.fn.__doc__, spec.name
 
