@@ -31,6 +31,8 @@ EXAMPLES = """\
   alignkit generate --strategy urial --model BASE_DIR --prompts p.jsonl --out-dir runs/urial
   alignkit generate --strategy steer --prompts p.jsonl --set vector=v.safetensors --set alpha=4 \\
       --set "layers=[10, 11]" --out-dir runs/steer
+  alignkit generate --strategy steer --prompts p.jsonl --set pairs=pairs.jsonl --set layers=15 --set alpha=4 \\
+      --out-dir runs/steer       # extract the vector from {"positive", "negative"} rows first
   alignkit generate --strategy sample --prompts p.jsonl --system "You value brevity." --out-dir runs/janus
 options per strategy (--set key=value): see `alignkit.decode.strategies` or the error message for an unknown key.
 """
@@ -83,6 +85,62 @@ def _read_prompts(path: str) -> tuple[list[Any], list[dict[str, Any]], list[Any]
     return prompts, contexts, ids
 
 
+def _layer_list(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    try:
+        return [int(x) for x in items]
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"steering layers must be an int or a list of ints (e.g. --set 'layers=[10, 11]'), "
+                          f"got {value!r}") from e
+
+
+def _read_pairs(path: str) -> list[tuple[str, str]]:
+    """Contrastive pairs for steering: rows with `positive`/`negative` (or `chosen`/`rejected`) texts."""
+    from alignkit.data.io import read_jsonl
+
+    pairs = []
+    for line, row in enumerate(read_jsonl(path), start=1):
+        keys = ("positive", "negative") if "positive" in row or "negative" in row else ("chosen", "rejected")
+        for k in keys:
+            if not isinstance(row.get(k), str) or not row[k].strip():
+                raise DataError(f"needs a non-empty string '{k}' (steering pairs have positive/negative or "
+                                "chosen/rejected texts)", source=path, line=line, field=k)
+        pairs.append((row[keys[0]], row[keys[1]]))
+    if not pairs:
+        raise DataError("no contrastive pairs", source=path)
+    return pairs
+
+
+def _steering_vector(model: Any, tok: Any, options: dict[str, Any], out_dir: Path
+                     ) -> tuple[Any, list[int] | None, dict[str, Any]]:
+    """The steering vector from `--set vector=V.safetensors`, or extracted here from `--set pairs=PAIRS.jsonl`
+    (at `layers`, default the middle decoder block; `method` mean_diff|pca; `template` formats each text) and
+    saved to OUT_DIR/steering_vector.safetensors for reuse. Returns (vector, layers to steer or None = all, what
+    to record in config.yaml)."""
+    from alignkit.decode.steer import SteeringVector, decoder_layers, extract_steering_vector
+
+    vec_path, pairs_path = options.pop("vector", None), options.pop("pairs", None)
+    method, template = options.pop("method", "mean_diff"), options.pop("template", "{}")
+    layers = _layer_list(options.pop("layers", None))
+    if vec_path and pairs_path:
+        raise ConfigError("strategy steer takes --set vector=... or --set pairs=..., not both")
+    if vec_path:
+        return SteeringVector.load(vec_path), layers, {"vector": str(vec_path), "layers": layers}
+    if not pairs_path:
+        raise ConfigError("strategy steer needs --set vector=PATH.safetensors (a saved vector) or --set "
+                          "pairs=PAIRS.jsonl (contrastive rows with positive/negative texts; see alignkit.decode.steer)")
+    if layers is None:
+        layers = [len(decoder_layers(model)) // 2]
+    vector = extract_steering_vector(model, tok, _read_pairs(str(pairs_path)), layers, method=str(method),
+                                     template=str(template))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = vector.save(out_dir / "steering_vector.safetensors")
+    return vector, layers, {"pairs": str(pairs_path), "method": method, "template": template, "layers": layers,
+                            "vector": str(saved)}
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -105,21 +163,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     raw = args.raw or strategy in ("urial", "nudge")
     model, tok = load_model(args.model)
     sampler: Any = HFSampler(model, tok, raw=raw)
-    nudger = None
+    nudger, steering = None, None
     if strategy == "nudge":
         if not args.nudger:
             raise ConfigError("strategy nudge needs --nudger MODEL (a small aligned chat model)")
         n_model, n_tok = load_model(args.nudger)
         nudger = HFSampler(n_model, n_tok)
+    out_dir = Path(args.out_dir)
     if strategy == "steer":
-        from alignkit.decode.steer import SteeredSampler, SteeringVector
+        from alignkit.decode.steer import SteeredSampler
 
-        vec_path = options.pop("vector", None)
-        if not vec_path:
-            raise ConfigError("strategy steer needs --set vector=PATH.safetensors (see alignkit.decode.steer)")
-        layers = options.pop("layers", None)
-        sampler = SteeredSampler(sampler, SteeringVector.load(vec_path), float(options.pop("alpha", 1.0)),
-                                 [int(x) for x in layers] if layers is not None else None)
+        vector, layers, steering = _steering_vector(model, tok, options, out_dir)
+        steering["alpha"] = float(options.pop("alpha", 1.0))
+        sampler = SteeredSampler(sampler, vector, steering["alpha"], layers)
     if args.system:
         sampler = ComposedSampler(sampler, system_composer(args.system, args.system_mode))
         if nudger is not None:
@@ -134,11 +190,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options.setdefault("temperature", args.temperature)
     if strategy in ("sample", "bon", "qalign", "steer", "urial"):
         options.setdefault("seed", args.seed)
-    out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"strategy": strategy, "model": args.model, "prompts": args.prompts, "reward": args.reward,
               "nudger": args.nudger, "system": args.system, "system_mode": args.system_mode, "raw": raw,
               "batch_size": args.batch_size, "options": options}
+    if steering is not None:
+        config["steering"] = steering
     import yaml
 
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
