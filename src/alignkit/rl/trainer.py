@@ -41,6 +41,7 @@ from alignkit.rl.losses import policy_loss
 from alignkit.rl.rollout import Rollout, TokenBatch, rollout, rollout_batch
 from alignkit.train.checkpoint import latest_valid, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from alignkit.train.config import TrainConfig
+from alignkit.train.engine import make_accelerator, seed_everything
 from alignkit.train.logps import CompletionLogProbs, as_seq_logprobs
 from alignkit.train.loop import MetricsLog, epoch_order, make_scheduler
 from alignkit.train.reference import adapters_disabled, freeze, resolve_mode
@@ -103,8 +104,6 @@ class OnlineTrainer:
     def __init__(self, cfg: TrainConfig, *, reward: Reward | None = None,
                  prompts: Sequence[PromptExample] | None = None, model: Any = None, tokenizer: Any = None,
                  log: Callable[[str], None] = print) -> None:
-        from accelerate import Accelerator
-
         from alignkit.decode.hf import HFSampler
         from alignkit.models import load_model
 
@@ -123,7 +122,8 @@ class OnlineTrainer:
             raise ConfigError(f"lr must be > 0, got {cfg.lr}")
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        self.accelerator = Accelerator()
+        self.accelerator = make_accelerator()
+        seed_everything(cfg.seed)
         self.records = list(prompts) if prompts is not None else load_prompts(cfg.data, self.args.max_prompts)
         if not self.records:
             raise ConfigError("no prompts to train on")
@@ -133,7 +133,7 @@ class OnlineTrainer:
         elif tokenizer is None:
             raise ConfigError("pass the tokenizer together with the model")
         self.tokenizer = tokenizer
-        self.lora = cfg.lora.enabled
+        self.lora = cfg.lora.enabled or hasattr(model, "disable_adapter")  # a peft model passed in counts too
         mode = resolve_mode(cfg.reference, needs_reference=self.beta != 0.0, lora=self.lora, batch_pairs=False,
                             token_level=True)
         self.ref_mode = mode
