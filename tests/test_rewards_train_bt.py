@@ -41,7 +41,8 @@ def marker_pairs(n: int, seed: int, **meta: object) -> list[PairwiseExample]:
 
 def cfg(tmp_path: Path, name: str, **kw: object) -> RewardTrainConfig:
     base: dict = dict(model="tiny-random", data="<memory>", output_dir=str(tmp_path / name), lr=3e-3,
-                      max_steps=12, batch_size=8, progress=False, scheduler="constant", max_length=64)
+                      max_steps=12, batch_size=8, progress=False, scheduler="constant", max_length=64,
+                      torch_threads=1)  # one thread: the test CPU is shared
     base.update(kw)
     return RewardTrainConfig(**base)
 

@@ -30,7 +30,7 @@ def test_reward_train_then_eval_then_score(tmp_path: Path, capsys: pytest.Captur
     rc = main(["reward", "train", "--objective", "bt", "--model", "tiny-random", "--data", str(train),
                "--eval-data", str(held), "--output-dir", str(run), "--max-steps", "12",
                "--set", "lr=3e-3", "--set", "batch_size=8", "--set", "max_length=64", "--set", "progress=false",
-               "--set", "scheduler=constant"])
+               "--set", "scheduler=constant", "--set", "torch_threads=1"])
     assert rc == 0
     assert "RM directory" in capsys.readouterr().out
     report = json.loads((run / "eval.json").read_text())
@@ -81,7 +81,7 @@ def test_reward_train_on_the_embedded_model_with_lora(tmp_path: Path) -> None:
     assert main(["reward", "train", "--objective", "bt", "--model", "smollm2-135m-instruct", "--data", str(train),
                  "--eval-data", str(held), "--output-dir", str(run), "--tune", "lora", "--max-steps", "3",
                  "--set", "batch_size=2", "--set", "lr=1e-4", "--set", "lora.r=4", "--set", "max_length=64",
-                 "--set", "progress=false"]) == 0
+                 "--set", "progress=false", "--set", "torch_threads=1"]) == 0
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert len(rows) == 3 and all(r["loss"] == r["loss"] for r in rows)
     assert "lora" not in (run / "final" / "model.safetensors").read_bytes()[:20000].decode("latin-1")  # merged

@@ -33,7 +33,8 @@ def words(rng: random.Random, n: int = 5) -> str:
 
 def cfg(tmp_path: Path, name: str, **kw: object) -> RewardTrainConfig:
     base: dict = dict(model="tiny-random", data="<memory>", output_dir=str(tmp_path / name), lr=3e-3,
-                      max_steps=12, batch_size=8, progress=False, scheduler="constant", max_length=64)
+                      max_steps=12, batch_size=8, progress=False, scheduler="constant", max_length=64,
+                      torch_threads=1)  # one thread: the test CPU is shared
     base.update(kw)
     return RewardTrainConfig(**base)
 

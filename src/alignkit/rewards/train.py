@@ -884,7 +884,9 @@ def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None 
     source = (TaskBalancedSource(train_data, pad_id, cfg.batch_size) if cfg.objective == "more"
               else RMSource(train_data, pad_id))
     eval_bs = cfg.eval_batch_size or cfg.batch_size
-    eval_fn = _eval_fn(step, eval_data, pad_id, eval_bs) if eval_data is not None and len(eval_data) else None
+    # The final evaluation (eval.json) covers the last step, so in-loop evaluation runs only when asked for.
+    eval_fn = (_eval_fn(step, eval_data, pad_id, eval_bs)
+               if eval_data is not None and len(eval_data) and cfg.eval_every else None)
     extra = f", tasks {names}" if cfg.objective == "more" else f", {len(names)} users" if names else ""
     say(f"reward objective {cfg.objective} (tune={cfg.tune}{extra})")
     seed_everything(cfg.seed + 1)
