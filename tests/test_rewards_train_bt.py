@@ -185,3 +185,20 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
         train_reward_model(cfg(tmp_path, "x", objective_args={"beta": 0.1}), records=marker_pairs(8, 0))
     with pytest.raises(ConfigError, match="no training data"):
         train_reward_model(RewardTrainConfig(model="tiny-random"))
+
+
+def test_ranked_lists_train_as_all_valid_pairs(tmp_path: Path) -> None:
+    from alignkit.data.io import write_records
+    from alignkit.data.records import ListwiseExample
+
+    rng = random.Random(7)
+    lists = [ListwiseExample(f"q{i}", [" ".join(rng.choice(WORDS) for _ in range(4)) + " banana",
+                                       " ".join(rng.choice(WORDS) for _ in range(4)),
+                                       " ".join(rng.choice(WORDS) for _ in range(3))], [2.0, 1.0, 1.0])
+             for i in range(24)]
+    path = tmp_path / "lists.jsonl"
+    write_records(path, lists)
+    logs: list[str] = []
+    res = train_reward_model(cfg(tmp_path, "lists", data=str(path), max_steps=2, eval_split=0.0), log=logs.append)
+    assert res.summary["train_examples"] == 48  # 2 valid pairs per list; the tied pair is left out
+    assert any("24 skipped" in m or "24 ties" in m for m in logs)

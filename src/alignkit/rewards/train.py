@@ -18,6 +18,8 @@ Objectives (`RewardTrainConfig.objective`):
   metadata (`user`, else `user_id`), K prototype prompt heads, r_u(x, y) = s·cos(f(x, y), Σ_k w_uk g_k(x)), CE over
   the two rewards. The final directory also holds the PAL head; `PALReward` scores it and fits unseen users from a
   few pairs (`fit_user`, only the new user's K logits move).
+* Pairwise objectives also accept ranked lists (`completions`/`scores`): every pair with different scores, ties
+  excluded and counted (the listwise BT generalisation, MORE's `ranking_loss`: BT averaged over valid pairs).
 * `principle` — principle-conditioned BT (SALMON, Sun et al. 2023): the principle text (metadata `principle`, else
   `principles` from the config) is put into the system message exactly as `RewardModel` does at scoring time.
 
@@ -775,6 +777,33 @@ def evaluate_rm(module: RMTrainModule, data: RMData, cfg: RewardTrainConfig, pad
 # The entry point
 
 
+def _read(path: str, cfg: RewardTrainConfig) -> list[Any]:
+    """Records of the objective's kind; pairwise objectives also take ranked lists (auto-detected)."""
+    from alignkit.data.io import read_records
+
+    found = read_records(path, None if cfg.data_kind == "pairwise" else cfg.data_kind)
+    return list(found.records)
+
+
+def as_rm_records(records: list[Any], cfg: RewardTrainConfig, source: str, say: Any = print) -> list[Any]:
+    """Check the records' kind; for pairwise objectives, ranked lists become every pair with different scores
+    (BT's listwise generalisation, spec §7.1: the mean over valid pairs; ties are excluded and counted)."""
+    from alignkit.data.convert import listwise_to_pairwise
+    from alignkit.data.records import ListwiseExample
+
+    want = ScoredExample if cfg.data_kind == "scored" else PairwiseExample
+    if cfg.data_kind == "pairwise" and records and all(isinstance(r, ListwiseExample) for r in records):
+        pairs, stats = listwise_to_pairwise(records, "all-pairs")
+        say(stats.summary())
+        return pairs
+    wrong = next((r for r in records if not isinstance(r, want)), None)
+    if wrong is not None:
+        extra = " or ranked lists" if cfg.data_kind == "pairwise" else ""
+        raise DataError(f"objective {cfg.objective} trains on {cfg.data_kind} records{extra}, got "
+                        f"{type(wrong).__name__}", source=source)
+    return records
+
+
 @dataclass
 class RewardTrainResult:
     run_dir: Path
@@ -814,7 +843,7 @@ def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None 
                        on_checkpoint: Any = None) -> RewardTrainResult:
     """Train a reward model with `cfg.objective` through `train_loop`; see the module docstring for the run
     directory. `records`/`eval_records` bypass reading `cfg.data`/`cfg.eval_data` (Python use)."""
-    from alignkit.train.engine import make_accelerator, read_training_records, seed_everything, split_eval
+    from alignkit.train.engine import make_accelerator, seed_everything, split_eval
     from alignkit.train.loop import train_loop
 
     cfg.validate(need_data=records is None)
@@ -824,10 +853,12 @@ def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None 
     main = accelerator.is_main_process
     say = log or (print if main else (lambda _m: None))
     seed_everything(cfg.seed)
-    kind = cfg.data_kind
-    train_records = list(records) if records is not None else read_training_records(cfg.data, kind)
+    train_records = as_rm_records(list(records) if records is not None else _read(cfg.data, cfg), cfg,
+                                  cfg.data or "<records>", say)
     if eval_records is None and cfg.eval_data:
-        eval_records = read_training_records(cfg.eval_data, kind)
+        eval_records = _read(cfg.eval_data, cfg)
+    if eval_records is not None:
+        eval_records = as_rm_records(list(eval_records), cfg, cfg.eval_data or "<eval records>", say)
     if eval_records is None:
         train_records, eval_records = split_eval(train_records, cfg.eval_split, cfg.seed)
     if not train_records:
