@@ -202,3 +202,23 @@ def test_ranked_lists_train_as_all_valid_pairs(tmp_path: Path) -> None:
     res = train_reward_model(cfg(tmp_path, "lists", data=str(path), max_steps=2, eval_split=0.0), log=logs.append)
     assert res.summary["train_examples"] == 48  # 2 valid pairs per list; the tied pair is left out
     assert any("24 skipped" in m or "24 ties" in m for m in logs)
+
+
+@pytest.mark.parametrize("tune", ["head", "lora"])
+def test_head_only_and_lora_keep_the_backbone_base_weights(tmp_path: Path, tune: str) -> None:
+    from safetensors.torch import load_file
+
+    res = train_reward_model(cfg(tmp_path, tune, tune=tune, max_steps=3), records=marker_pairs(24, 8))
+    fresh = RewardModel.from_backbone("tiny-random")
+    trained = RewardModel.load(res.final_dir)
+    emb = "model.embed_tokens.weight"
+    assert torch.equal(fresh.model.state_dict()[emb], trained.model.state_dict()[emb])  # frozen either way
+    assert not torch.equal(fresh.model.score.weight, trained.model.score.weight)  # the head trained
+    q = "model.layers.0.self_attn.q_proj.weight"
+    same_q = torch.equal(fresh.model.state_dict()[q], trained.model.state_dict()[q])
+    assert same_q == (tune == "head")  # LoRA's update is merged into q_proj
+    saved = load_file(str(res.final_dir / "model.safetensors"))
+    assert not any("lora" in k or "base_layer" in k for k in saved)
+    ckpt = load_file(str(res.run_dir / "checkpoints" / "step-3" / ("adapter.safetensors" if tune == "lora"
+                                                                  else "model.safetensors")))
+    assert all("lora" in k or "score" in k for k in ckpt)  # only trainable tensors are checkpointed
