@@ -120,3 +120,31 @@ def test_bon_on_embedded_model(tmp_path: Path, suite_prompts: Path) -> None:
         assert r["compute"]["reward_calls"] == 2 and len(r["candidates"]) == 2
         assert r["compute"]["generated_tokens"] <= 16
         assert r["reward"] == max(r["scores"])  # BoN keeps the best-scoring candidate
+
+
+def test_extend_takes_a_budget_per_row() -> None:
+    """QAlign continues every chain with its own budget (max_new_tokens − cut) in one batched call: each row stops
+    at its own budget, exactly as if continued alone (greedy), and the accounting stays exact."""
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+
+    model, tok = load_model("tiny-random")
+    sampler = HFSampler(model, tok)
+    prompts, prefixes = ["Say hi", "Count to three", "Name a colour"], ["", "One", [28, 29]]
+    before = sampler.compute.copy()
+    batched = sampler.extend(prompts, prefixes, max_new_tokens=[1, 4, 2], temperature=0)
+    spent = sampler.compute.minus(before)
+    assert spent.forward_tokens == sum(s.forward_tokens for s in batched)
+    assert spent.generated_tokens == sum(len(s.token_ids) for s in batched)
+    for p, pre, budget, got in zip(prompts, prefixes, [1, 4, 2], batched, strict=True):
+        alone = sampler.extend([p], [pre], max_new_tokens=budget, temperature=0)[0]
+        assert got.token_ids == alone.token_ids and len(got.token_ids) <= budget
+        assert got.finish_reason == alone.finish_reason
+
+
+def test_qalign_states_respect_the_length_cap(tmp_path: Path, suite_prompts: Path) -> None:
+    rows, _ = _generate(tmp_path, suite_prompts, "qalign", "--n", "6", "--set", "beta=0.1", tokens=5)
+    for r in rows:
+        assert all(1 <= n <= 5 for n in r["info"]["chain_lengths"])
+        assert all(n <= 5 for n in r["info"]["proposal_lengths"])
+        assert r["compute"]["reward_calls"] == 7

@@ -116,12 +116,23 @@ class HFSampler:
                               stop, seed)
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def extend(self, prompts: Sequence[Prompt], prefixes: Sequence[Prefix], max_new_tokens: int = 128,
+    # `extend` takes one max_new_tokens per row (QAlign continues every chain with its own budget in one call)
+    per_row_budgets = True
+
+    def extend(self, prompts: Sequence[Prompt], prefixes: Sequence[Prefix], max_new_tokens: int | Sequence[int] = 128,
                temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (),
                seed: int | None = None) -> list[Sample]:
-        _check_decoding(max_new_tokens, temperature, top_p, top_k)
+        """As the protocol; `max_new_tokens` may also be a list with one budget per row."""
         if len(prefixes) != len(prompts):
             raise ConfigError(f"extend got {len(prompts)} prompts but {len(prefixes)} prefixes")
+        if not isinstance(max_new_tokens, int):
+            if len(max_new_tokens) != len(prompts):
+                raise ConfigError(f"extend got {len(max_new_tokens)} max_new_tokens for {len(prompts)} prompts")
+            for b in max_new_tokens:
+                _check_decoding(int(b), temperature, top_p, top_k)
+            max_new_tokens = [int(b) for b in max_new_tokens]
+        else:
+            _check_decoding(max_new_tokens, temperature, top_p, top_k)
         prefix_ids = [self._prefix_ids(p) for p in prefixes]
         contexts = [self.encode_prompt(p, i) + pre for i, (p, pre) in enumerate(zip(prompts, prefix_ids, strict=True))]
         return self._generate(contexts, prefix_ids, 1, max_new_tokens, temperature, top_p, top_k, stop, seed)
@@ -190,16 +201,17 @@ class HFSampler:
     def _positions(mask: torch.Tensor) -> torch.Tensor:
         return (mask.cumsum(-1) - 1).clamp(min=0)
 
-    def _generate(self, contexts: list[list[int]], prefixes: list[list[int]], n: int, max_new_tokens: int,
+    def _generate(self, contexts: list[list[int]], prefixes: list[list[int]], n: int, max_new_tokens: int | list[int],
                   temperature: float, top_p: float, top_k: int, stop: Sequence[str], seed: int | None
                   ) -> list[Sample]:
-        """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1)."""
+        """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); max_new_tokens per prompt or one."""
         out: list[Sample] = []
         per_chunk = max(1, self.max_batch_rows // n)
+        budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(contexts)
         for start in range(0, len(contexts), per_chunk):
             idx = list(range(start, min(len(contexts), start + per_chunk)))
             out.extend(self._generate_chunk([contexts[i] for i in idx], [prefixes[i] for i in idx], idx, n,
-                                            max_new_tokens, temperature, top_p, top_k, stop, seed))
+                                            [budgets[i] for i in idx], temperature, top_p, top_k, stop, seed))
         return out
 
     def _generator(self, seed: int | None, key: tuple[int, int]) -> torch.Generator:
@@ -210,7 +222,7 @@ class HFSampler:
 
     @torch.inference_mode()
     def _generate_chunk(self, contexts: list[list[int]], prefixes: list[list[int]], keys: list[int], n: int,
-                        max_new_tokens: int, temperature: float, top_p: float, top_k: int, stop: Sequence[str],
+                        budgets: list[int], temperature: float, top_p: float, top_k: int, stop: Sequence[str],
                         seed: int | None) -> list[Sample]:
         stop = [s for s in stop if s]
         tail_tokens = max((len(s) for s in stop), default=0) + 1
@@ -232,7 +244,7 @@ class HFSampler:
         sample_lp = [0.0] * rows
         finish = [""] * rows
         alive = list(range(rows))  # batch position -> row id
-        for step in range(max_new_tokens):
+        for step in range(max(budgets)):
             logits_f = logits.float()
             raw = torch.log_softmax(logits_f, dim=-1)
             if temperature == 0:
@@ -261,7 +273,7 @@ class HFSampler:
                     finish[r] = "eos"
                 elif stop and any(s in self.tokenizer.decode(tokens[r][-tail_tokens:]) for s in stop):
                     finish[r] = "stop"
-                elif step == max_new_tokens - 1:
+                elif step == budgets[r // n] - 1:
                     finish[r] = "length"
                 else:
                     keep.append(b)

@@ -9,7 +9,8 @@ Acceptance (A2.3, LM terms cancel):
 
 State = token ids (|y| counts EOS when generated, consistently on both sides). The continuation budget is
 `max_new_tokens − i`, so every state obeys the same length cap and the capped ancestral p is the exact proposal.
-Chains: one per prompt, all prompts advanced together (one batched `extend` + one batched reward call per step).
+Chains: one per prompt, all prompts advanced together (one batched `extend` with a budget per row where the
+sampler supports it, else one per distinct budget, + one batched reward call per step).
 Chain samples: the initial state plus the state after each of T steps (rejections repeat the state) → T+1 samples,
 then `burn_in` (default 0, as the released code) and `thin` (default 1). Final answer: majority vote over
 extracted answers (default; as `qalign/utils/pred.py`), ROUGE-1 MBR on token ids (IFEval), WMBR, or the last
@@ -94,8 +95,13 @@ def qalign(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], steps:
         cut = [rng.randrange(len(ids)) for ids in state_ids]
         prefixes = [ids[:i] for ids, i in zip(state_ids, cut, strict=True)]
         budgets = [max_new_tokens - i for i in cut]
-        # one batched continuation per distinct budget (usually few); each continuation gets its exact budget
+        # each continuation gets its exact budget: in one batched call when the sampler takes a budget per row
+        # (HFSampler), else one call per distinct budget (with random cuts that is up to one call per chain)
         props: list = [None] * len(prompts)
+        if getattr(sampler, "per_row_budgets", False) is True and len(set(budgets)) > 1:
+            props = list(sampler.extend(list(prompts), prefixes, max_new_tokens=budgets, temperature=1.0,
+                                        top_p=1.0, top_k=0, stop=stop, seed=call_seed(t)))
+            budgets = []
         for budget in sorted(set(budgets)):
             rows = [k for k, b in enumerate(budgets) if b == budget]
             outs = sampler.extend([prompts[k] for k in rows], [prefixes[k] for k in rows], max_new_tokens=budget,
