@@ -140,7 +140,7 @@ def test_bad_run_directories_raise_clear_errors(tmp_path: Path) -> None:
     d = tmp_path / "broken"
     d.mkdir()
     (d / "metrics.jsonl").write_text('{"step": 1}\n{oops\n')
-    with pytest.raises(DataError, match=r"metrics.jsonl:2: invalid JSON"):
+    with pytest.raises(DataError, match=r"metrics.jsonl:2: bad JSON"):
         load_run(d)
 
 

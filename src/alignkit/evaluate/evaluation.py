@@ -51,7 +51,7 @@ def _prompt_id(example: PromptExample, index: int) -> str:
 
 
 def _read_samples(path: Path) -> list[dict[str, Any]]:
-    from alignkit.data.build.common import read_jsonl
+    from alignkit.data.io import read_jsonl
 
     return read_jsonl(path) if path.exists() else []
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignkit.data.io import read_jsonl
 from alignkit.errors import DataError
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "eval.json")
@@ -45,23 +46,6 @@ class Run:
         return self.name
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg})", source=str(path), line=lineno) from e
-            if not isinstance(row, dict):
-                raise DataError(f"expected a JSON object per line; got {type(row).__name__}", source=str(path),
-                                line=lineno)
-            rows.append(row)
-    return rows
-
-
 def load_run(path: str | Path, name: str | None = None) -> Run:
     """Load one run directory (see module docstring)."""
     p = Path(path)
@@ -81,9 +65,9 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
             raise DataError("expected a mapping at the top level", source=str(p / "config.yaml"))
         run.config = cfg or {}
     if (p / "metrics.jsonl").exists():
-        run.metrics = _read_jsonl(p / "metrics.jsonl")
+        run.metrics = read_jsonl(p / "metrics.jsonl")
     if (p / "samples.jsonl").exists():
-        run.samples = _read_jsonl(p / "samples.jsonl")
+        run.samples = read_jsonl(p / "samples.jsonl")
     if (p / "eval.json").exists():
         try:
             ev = json.loads((p / "eval.json").read_text(encoding="utf-8"))

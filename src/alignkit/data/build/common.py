@@ -100,26 +100,6 @@ def _ifeval_constraints(example: PromptExample) -> PromptExample:
     return PromptExample(example.prompt, list(example.references), constraints, meta)
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a malformed line is an error naming file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", source=str(path))
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg})", source=str(path), line=n) from e
-            if not isinstance(row, dict):
-                raise DataError("each line must be a JSON object", source=str(path), line=n)
-            rows.append(row)
-    return rows
-
-
 def load_prompts(spec: str) -> list[PromptExample]:
     """Prompts from `suite:train` / `suite:test` (the shipped constraint suite) or a JSONL file whose rows hold
     `prompt` and optionally `id`, `constraints` (or IFEval's `instruction_id_list` + `kwargs`), `references`."""

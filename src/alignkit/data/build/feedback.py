@@ -44,8 +44,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from alignkit.data.build.common import BuildItem, item_key, read_jsonl
+from alignkit.data.build.common import BuildItem, item_key
 from alignkit.data.build.runner import Outcome
+from alignkit.data.io import read_jsonl
 from alignkit.data.records import Message, PairwiseExample, Record, UnpairedExample
 from alignkit.decode.sampler import Sampler
 from alignkit.errors import ConfigError, DataError
