@@ -46,6 +46,7 @@ class TokenizedExample:
     scores: list[float] | None = None
     label: bool | None = None
     margin: float | None = None
+    record: int = -1  # position of the source record (examples dropped as too long leave gaps)
 
 
 @dataclass
@@ -107,7 +108,7 @@ def tokenize_records(records: Sequence[object], kind: str, tokenizer: PreTrained
     stats = TruncationStats()
     out: list[TokenizedExample] = []
     skipped = 0
-    for rec in tqdm(records, desc=desc, leave=False, disable=len(records) < 200):
+    for pos, rec in enumerate(tqdm(records, desc=desc, leave=False, disable=len(records) < 200)):
         completions, extra = _completions(rec, kind)
         p = encode_prompt(tokenizer, rec.prompt, template)  # type: ignore[attr-defined]
         cs = [encode_completion(tokenizer, c) for c in completions]
@@ -117,7 +118,7 @@ def tokenize_records(records: Sequence[object], kind: str, tokenizer: PreTrained
             skipped += 1
             continue
         out.append(TokenizedExample(len(out), seqs, p, cs, extra.get("scores"), extra.get("label"),
-                                    extra.get("margin")))
+                                    extra.get("margin"), pos))
     if not out:
         raise DataError(f"no usable {kind} examples out of {len(records)} ({skipped} dropped as too long)")
     return TokenizedData(kind, out, stats, max_length, max_prompt_length, truncation, skipped)

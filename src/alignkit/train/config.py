@@ -8,6 +8,11 @@ from typing import Any, Literal
 from alignkit.errors import ConfigError
 from alignkit.models import LoraConfig
 
+# CUT's judgment context (spec §4.1: the prompt followed by a judgment block the response should match); applied
+# to the last user message, before the chat template.
+JUDGMENT_TEMPLATE = ("{prompt}\n\n### Judgment of the response:\n{judgment}\n\n"
+                     "Write a response that matches this judgment.")
+
 ReferenceMode = Literal["auto", "precompute", "adapter", "separate", "none"]
 
 
@@ -50,6 +55,15 @@ class TrainConfig:
     reference: ReferenceMode = "auto"
     reference_model: str | None = None  # for `separate`; defaults to `model`
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # objectives beyond pairs (docs/training.md "Objectives beyond pairs")
+    teacher_model: str | None = None  # dckd/adpa: the aligned (DPO) teacher; same tokenizer as `model`
+    teacher_reference_model: str | None = None  # adpa: the teacher's SFT reference
+    teacher_topk: int = 8  # top-k ids per completion position stored from the teacher(s)
+    aligned_models: list[str] = field(default_factory=list)  # poft: aligned LLMs scoring each example
+    udm_model: str | None = None  # bco: frozen prompt encoder for UDM density-ratio weights
+    shared_prompt: bool = False  # encode each prompt once and reuse its KV cache for the K completions
+    judgment_template: str = JUDGMENT_TEMPLATE  # cut: the judgment context (spec §4.1); {prompt}, {judgment}
+    judged_positive_score: float = 7.0  # cut: score ≥ this (or an empty judgment) is a positive judgment
     torch_threads: int = 0  # 0 leaves torch's default
     # bookkeeping
     save_every: int = 0  # 0 → only at the end
@@ -77,6 +91,8 @@ class TrainConfig:
             raise ConfigError("max_bad_steps must be ≥ 1")
         if len(self.adam_betas) != 2:
             raise ConfigError(f"adam_betas needs two numbers, got {self.adam_betas}")
+        if self.teacher_topk < 1:
+            raise ConfigError(f"teacher_topk must be ≥ 1, got {self.teacher_topk}")
         unknown = [r for r in self.report_to if r not in ("tensorboard",)]
         if unknown:
             raise ConfigError(f"report_to: unsupported {unknown}; supported: tensorboard")

@@ -24,9 +24,9 @@ from alignkit.config import save_config
 from alignkit.errors import ConfigError
 from alignkit.models import load_model, model_fingerprint
 from alignkit.objectives.base import LogProbs, ObjectiveSpec, get_objective
-from alignkit.train.batching import Batch, TokenizedData, collate, tokenize_records
+from alignkit.train.batching import Batch, TokenizedData, collate
 from alignkit.train.config import TrainConfig
-from alignkit.train.logps import CompletionLogProbs, as_seq_logprobs
+from alignkit.train.logps import CompletionLogProbs, SeqLogProbs, as_seq_logprobs
 from alignkit.train.loop import LoopResult, train_loop
 from alignkit.train.reference import Reference, cache_key, freeze, load_or_compute, resolve_mode
 
@@ -58,9 +58,16 @@ class ObjectiveStep:
         self.state = state
         self.with_kl = "kl" in spec.needs_extras
 
+    def forward(self, model: nn.Module, batch: Batch, split: str) -> SeqLogProbs:
+        """The policy forward; subclasses (train/teacher.py, prefix.py, judged.py) swap the kernel."""
+        return as_seq_logprobs(model(batch.input_ids, batch.attention_mask, batch.labels, self.spec.token_level))
+
+    def extend(self, lp: LogProbs, batch: Batch, split: str, out: SeqLogProbs) -> None:
+        """Hook for objective-specific extras (teacher top-k, aligned-model scores, a second context)."""
+
     def logprobs(self, model: nn.Module, batch: Batch, split: str = "train") -> LogProbs:
         spec = self.spec
-        out = as_seq_logprobs(model(batch.input_ids, batch.attention_mask, batch.labels, spec.token_level))
+        out = self.forward(model, batch, split)
         ref, ref_kl = self.reference(model, batch, split, spec.token_level)
         lp = LogProbs(policy=batch.to_slots(out.sums), lengths=batch.to_slots(out.counts))
         if ref is not None:
@@ -82,6 +89,7 @@ class ObjectiveStep:
             if ref_kl is not None:
                 lp.extras["kl_reference"] = ref_kl.sums
         lp.extras.update(batch.extras)
+        self.extend(lp, batch, split, out)
         return lp
 
     @staticmethod
@@ -173,9 +181,6 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     spec = get_objective(cfg.objective)
     hparams = cfg.objective_hparams()
     check_hparams(spec, hparams)
-    if spec.needs_teacher:
-        raise ConfigError(f"objective {spec.name!r} needs a teacher model; the offline engine does not load "
-                          "teachers yet (precompute teacher outputs into extras)")
     stateful = "state" in spec.defaults
     state: dict[str, Any] | None = {} if stateful else None
     if stateful:
@@ -192,11 +197,10 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
     lora = cfg.lora.enabled
     pad_id = int(tokenizer.pad_token_id)
-    tok_kw = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
-                  template=cfg.template)
-    train_data = tokenize_records(records, kind, tokenizer, desc="tokenising train", **tok_kw)  # type: ignore[arg-type]
-    eval_data = (tokenize_records(eval_records, kind, tokenizer, desc="tokenising eval", **tok_kw)  # type: ignore[arg-type]
-                 if eval_records else None)
+    from alignkit.train.steps import build_step, tokenize_data
+
+    train_data = tokenize_data(cfg, kind, records, tokenizer, "tokenising train")
+    eval_data = tokenize_data(cfg, kind, eval_records, tokenizer, "tokenising eval") if eval_records else None
     say(f"train data: {len(train_data)} examples ({train_data.stats.summary()}; {train_data.skipped} skipped)")
     if eval_data is not None:
         say(f"eval data: {len(eval_data)} examples ({eval_data.stats.summary()}; {eval_data.skipped} skipped)")
@@ -237,7 +241,10 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
         save_config(resolved, run_dir / "config.yaml")
     accelerator.wait_for_everyone()
 
-    step = ObjectiveStep(spec, hparams, reference, device, state)
+    splits = {"train": train_data, **({"eval": eval_data} if eval_data is not None else {})}
+    step = build_step(spec, hparams, reference, device, state, cfg=cfg, tokenizer=tokenizer, pad_id=pad_id,
+                      batch_size=eval_bs, accelerator=accelerator, log=say, splits=splits,
+                      records={"train": records, **({"eval": eval_records} if eval_data is not None else {})})
     eval_fn = make_eval_fn(step, eval_data, pad_id, eval_bs, accelerator, with_kl) if eval_data else None
     # Same initial RNG state whether or not the reference pass or eval split consumed random numbers.
     seed_everything(cfg.seed + 1)

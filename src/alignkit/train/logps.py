@@ -15,7 +15,9 @@ kernel still reaches inside the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -98,8 +100,10 @@ class CompletionLogProbs(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor,
-                token_level: bool = False) -> tuple[Tensor, ...]:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, token_level: bool = False,
+                kernel: Callable[..., tuple[Tensor, ...]] | None = None, **kernel_args: Any) -> tuple[Tensor, ...]:
+        if kernel is not None:  # another log-prob kernel (teacher top-k, shared prompt) inside this forward call
+            return kernel(self.model, input_ids, attention_mask, labels, token_level, **kernel_args)
         r = completion_logps(self.model, input_ids, attention_mask, labels, token_level)
         if token_level:
             assert r.tokens is not None and r.mask is not None
