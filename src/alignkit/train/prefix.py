@@ -28,6 +28,13 @@ from alignkit.train.example_scores import ExtrasStep
 from alignkit.train.logps import SeqLogProbs, decoder_and_head, unwrap_causal_lm
 
 
+def _cache_kwarg(decoder: nn.Module) -> str:
+    """transformers ≥ 5.2x names the cache argument `cache` (`past_key_values` is deprecated)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def shared_prompt_kernel(model: nn.Module, completion_ids: Tensor, completion_mask: Tensor, completion_labels: Tensor,
                          token_level: bool, *, prompt_ids: Tensor, prompt_mask: Tensor,
                          owner: Tensor) -> tuple[Tensor, Tensor]:
@@ -44,15 +51,16 @@ def shared_prompt_kernel(model: nn.Module, completion_ids: Tensor, completion_ma
     lm = unwrap_causal_lm(model)
     p_pos = (prompt_mask.cumsum(1) - 1).clamp(min=0)
     cache = DynamicCache(config=lm.config)
-    p_out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=p_pos, past_key_values=cache,
-                    use_cache=True)
+    ckw = _cache_kwarg(decoder)
+    p_out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=p_pos, use_cache=True,
+                    **{ckw: cache})
     p_hidden = p_out.last_hidden_state
     cache.reorder_cache(owner)  # [B, …] → [N, …]; index_select keeps the graph to the prompt encoding
     c = completion_ids.shape[1]
     c_pos = prompt_mask.sum(1)[owner].unsqueeze(1) + torch.arange(c, device=completion_ids.device)
     att = torch.cat([prompt_mask[owner], completion_mask], dim=1)
-    c_out = decoder(input_ids=completion_ids, attention_mask=att, position_ids=c_pos, past_key_values=cache,
-                    use_cache=True)
+    c_out = decoder(input_ids=completion_ids, attention_mask=att, position_ids=c_pos, use_cache=True,
+                    **{ckw: cache})
     # Hidden state predicting completion token j: the prompt's last (j = 0), else completion position j − 1.
     pred = torch.cat([p_hidden[:, -1][owner].unsqueeze(1), c_out.last_hidden_state[:, :-1]], dim=1)
     mask = completion_labels != IGNORE_INDEX
