@@ -157,11 +157,13 @@ def main() -> None:
                   f"  ({res['tokens']} tokens in {res['seconds']:.1f} s; loss {res['first_loss']:.4f} → "
                   f"{res['last_loss']:.4f}; reference setup {res.get('setup_reference_s', 0):.1f} s)", flush=True)
     best = {s: max(rs, key=lambda x: x["tokens_per_s"]) for s, rs in results.items()}
-    trl = best["trl"]
-    print("\n| side | tokens/s | × TRL | peak RSS GB | × TRL |\n|---|---|---|---|---|")
+    trl, t32 = best["trl"], best["trl-fp32"]
+    print("\n| side | tokens/s | × TRL (default) | × TRL (fp32) | peak RSS GB | × TRL (default) | × TRL (fp32) |")
+    print("|---|---|---|---|---|---|---|")
     for s, b in best.items():
         print(f"| {s} | {b['tokens_per_s']:.1f} | {b['tokens_per_s'] / trl['tokens_per_s']:.2f} | "
-              f"{b['peak_rss_gb']:.2f} | {b['peak_rss_gb'] / trl['peak_rss_gb']:.2f} |")
+              f"{b['tokens_per_s'] / t32['tokens_per_s']:.2f} | {b['peak_rss_gb']:.2f} | "
+              f"{b['peak_rss_gb'] / trl['peak_rss_gb']:.2f} | {b['peak_rss_gb'] / t32['peak_rss_gb']:.2f} |")
     print(f"# load average at end {os.getloadavg()[0]:.1f}")
 
 
