@@ -1,4 +1,4 @@
-"""`alignkit data validate|convert|stats` (and `build`, when `alignkit.cli.build` is installed)."""
+"""`alignkit data validate|convert|stats|relabel` (and `build`, when `alignkit.cli.build` is installed)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   alignkit data validate pairs.jsonl --kind pairwise
   alignkit data convert lists.jsonl pairs.jsonl --to pairwise --mode best-vs-worst
   alignkit data stats pairs.jsonl --model smollm2-135m-instruct --max-length 512
+  alignkit data relabel scored_pairs.jsonl augmented.jsonl
 """)
     actions = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=lambda args: data.print_help() or 0)
@@ -88,6 +89,9 @@ exit status: 0 when every record is valid (or with --on-bad-record skip), 1 when
     p.set_defaults(func=cmd_stats)
 
     _add_build(actions)
+    from alignkit.cli.data_relabel import add_relabel_parser
+
+    add_relabel_parser(actions)
 
 
 def _add_build(actions: argparse._SubParsersAction) -> None:
