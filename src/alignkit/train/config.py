@@ -55,7 +55,7 @@ class TrainConfig:
     reference: ReferenceMode = "auto"
     reference_model: str | None = None  # for `separate`; defaults to `model`
     lora: LoraConfig = field(default_factory=LoraConfig)
-    # objectives beyond pairs (docs/training.md "Objectives beyond pairs")
+    # objectives beyond pairs (docs/training_beyond_pairs.md)
     teacher_model: str | None = None  # dckd/adpa: the aligned (DPO) teacher; same tokenizer as `model`
     teacher_reference_model: str | None = None  # adpa: the teacher's SFT reference
     teacher_topk: int = 8  # top-k ids per completion position stored from the teacher(s)
