@@ -84,3 +84,22 @@ def test_poft_without_aligned_models_is_a_clear_error(tmp_path, capsys):
                "--output-dir", str(tmp_path / "r"), "--set", "max_steps=1", "--set", "progress=false"])
     assert rc != 0
     assert "aligned_models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "extra"), [("adpa", []), ("cut", []), ("poft", []), ("bco", []),
+                                             ("lipo_lambda", ["shared_prompt=true"])])
+def test_precomputed_extras_also_serve_the_eval_split(name, extra, tmp_path, capsys):
+    kind = next(r["data_kind"] for r in describe_objectives() if r["name"] == name)
+    data = data_for(kind, tmp_path)
+    if kind == "judged":  # enough records for a held-out split with both judgments
+        rows = JUDGED * 2
+        Path(data).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    args = ["train", "--model", "tiny-random", "--data", data, "--objective", name, "--output-dir", str(run)]
+    for s in ["max_steps=1", "batch_size=2", "eval_split=0.25", "progress=false", "torch_threads=1",
+              *EXTRA.get(name, []), *extra]:
+        args += ["--set", s]
+    assert main(args) == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["eval/loss"] for r in rows if "eval/loss" in r]
+    assert len(evals) == 1 and math.isfinite(evals[0])
