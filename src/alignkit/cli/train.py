@@ -10,6 +10,9 @@ TRAIN_EXAMPLES = """  alignkit train --model tiny-random --data pairs.jsonl --ob
   alignkit train recipe.yaml --set lr=1e-5 --set lora.r=8 --set objective_args.label_smoothing=0.1
   alignkit train --model smollm2-135m-instruct --data pairs.jsonl --objective simpo --set beta=2.0
   alignkit train recipes/act.yaml --set max_steps=2   # online GRPO (also --objective rloo), docs/rl.md
+  alignkit train --data pairs.jsonl --objective dckd --set teacher_model=runs/teacher/final
+  alignkit train --data judged.jsonl --objective cut       # also poft, bco+udm: docs/training_beyond_pairs.md
+  alignkit train --data lists.jsonl --objective lipo_lambda --set shared_prompt=true
   alignkit train --output-dir runs/x --resume            # continue from the latest valid checkpoint
   torchrun --nproc_per_node 2 -m alignkit train recipe.yaml   # data parallel (gloo on CPU)
 """
