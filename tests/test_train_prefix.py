@@ -52,3 +52,38 @@ def test_shared_prompt_trains_from_config(tmp_path):
                       shared_prompt=True, torch_threads=1)
     result = train(cfg)
     assert result.steps == 2 and result.summary["last"]["loss"] is not None
+
+
+def test_shared_prompt_adapter_reference_matches_repeated_prompt():
+    """LoRA with `reference: adapter`: the reference forward (adapters off) shares prompts too."""
+    from alignkit.models import LoraConfig
+
+    torch.set_num_threads(1)
+    model, tok = load_model("tiny-random", seed=4, lora=LoraConfig(r=4))
+    with torch.no_grad():  # non-zero adapters, so that policy and reference differ
+        g = torch.Generator().manual_seed(0)
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    data = tokenize_records(list(read_records(sample_path("listwise"), "listwise").records), "listwise", tok)
+    pad = int(tok.pad_token_id)
+    spec = get_objective("lipo_lambda")
+    policy = CompletionLogProbs(model)
+    plain = ObjectiveStep(spec, {"beta": 1.0}, Reference("adapter"), "cpu")
+    shared = SharedPromptStep(spec, {"beta": 1.0}, Reference("adapter"), "cpu", data={"train": data}, pad_id=pad)
+    batch = collate(data, [1, 3, 5], pad)
+    out = []
+    for step in (plain, shared):
+        model.zero_grad(set_to_none=True)
+        lp = step.logprobs(policy, batch)
+        loss, _ = spec(lp, beta=1.0)
+        loss.backward()
+        out.append((lp.reference, loss.detach(),
+                    {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (ref_a, loss_a, g_a), (ref_b, loss_b, g_b) = out
+    assert not torch.allclose(ref_a, lp.policy.detach())  # the adapters matter
+    torch.testing.assert_close(ref_b, ref_a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss_b, loss_a, atol=1e-5, rtol=1e-5)
+    assert g_a.keys() == g_b.keys() and g_a
+    for n in g_a:
+        torch.testing.assert_close(g_b[n], g_a[n], atol=1e-5, rtol=1e-4, msg=n)

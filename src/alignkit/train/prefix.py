@@ -7,14 +7,15 @@ token sees exactly the positions and attention it has in the repeated layout. Th
 predicted from the prompt's last hidden state. Gradients flow into the prompt encoding through the cached keys
 and values, so losses and gradients equal the repeated-prompt mode up to float rounding (tested to 1e-5).
 
-Only the policy forward changes; reference log-probs (precomputed, adapter or separate) are unaffected. Every
-item of an example must share the same prompt tokens (true unless a long completion forced a shorter prompt:
-raise `max_length` or set `max_prompt_length`). Sequence-level objectives only (token-level ones keep the
-ordinary layout).
+The policy forward and, for `separate` / `adapter` references, the no-grad reference forward share prompts;
+precomputed reference log-probs are cached per sequence as before. Every item of an example must share the same
+prompt tokens (true unless a long completion forced a shorter prompt: raise `max_length` or set
+`max_prompt_length`). Sequence-level objectives only (token-level ones keep the ordinary layout).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from alignkit.errors import ConfigError, DataError
 from alignkit.train.batching import Batch, TokenizedData
 from alignkit.train.example_scores import ExtrasStep
 from alignkit.train.logps import SeqLogProbs, decoder_and_head, unwrap_causal_lm
+from alignkit.train.reference import Reference, adapters_disabled
 
 
 def _cache_kwarg(decoder: nn.Module) -> str:
@@ -110,6 +112,24 @@ def shared_prompt_tensors(data: TokenizedData, batch: Batch, pad_id: int) -> dic
             "prompt_mask": prompt_mask, "owner": torch.tensor(owner, dtype=torch.long)}
 
 
+class SharedPromptReference:
+    """A `Reference` whose `separate` / `adapter` forwards also encode each prompt once (no grad)."""
+
+    def __init__(self, inner: Reference, step: SharedPromptStep) -> None:
+        self.inner, self.step = inner, step
+        self.mode = inner.mode
+
+    def __call__(self, policy: nn.Module, batch: Batch, split: str = "train", token_level: bool = False
+                 ) -> tuple[SeqLogProbs | None, SeqLogProbs | None]:
+        if self.mode not in ("separate", "adapter") or token_level or batch.kl is not None:
+            return self.inner(policy, batch, split, token_level)
+        runner = self.inner.model if self.mode == "separate" else policy
+        ctx = adapters_disabled(policy) if self.mode == "adapter" else contextlib.nullcontext()
+        assert runner is not None
+        with torch.no_grad(), ctx:
+            return self.step.forward(runner, batch, split), None
+
+
 class SharedPromptStep(ExtrasStep):
     """ObjectiveStep whose policy forward encodes each prompt once (see the module docstring)."""
 
@@ -120,6 +140,7 @@ class SharedPromptStep(ExtrasStep):
         for d in data.values():
             check_shared_prompts(d)
         self.data, self.pad_id = data, pad_id
+        self.reference = SharedPromptReference(self.reference, self)  # type: ignore[assignment]
 
     def forward(self, model: nn.Module, batch: Batch, split: str) -> SeqLogProbs:
         t = {k: v.to(batch.input_ids.device) for k, v in shared_prompt_tensors(self.data[split], batch,
