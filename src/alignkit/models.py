@@ -182,8 +182,9 @@ def load_model(spec: str = EMBEDDED, *, lora: LoraConfig | None = None, trust_re
 
 
 def _load_adapter_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool) -> PreTrainedModel:
-    from peft import PeftModel
     import json
+
+    from peft import PeftModel
 
     base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
     base_model, _ = load_model(base, trust_remote_code=trust_remote_code, dtype=dtype)
