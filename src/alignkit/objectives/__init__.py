@@ -25,7 +25,8 @@ def describe_objectives(data_kind: str | None = None) -> list[dict[str, Any]]:
     needs_teacher, token_level, needs_extras, stateful, defaults (tuning hyperparameters only), paper."""
     rows = []
     for spec in sorted(OBJECTIVES.values(), key=lambda s: (s.data_kind, s.name)):
-        if data_kind is not None and spec.data_kind != data_kind:
+        # Names starting with "_" are private (e.g. registered by tests) and are not listed.
+        if spec.name.startswith("_") or (data_kind is not None and spec.data_kind != data_kind):
             continue
         rows.append({
             "name": spec.name, "data_kind": spec.data_kind, "needs_reference": spec.needs_reference,
