@@ -43,13 +43,12 @@ class VLLMSampler:
         self.compute = Compute()
         self.eos_ids = {self.tokenizer.eos_token_id}
 
-    # encoding mirrors HFSampler so both backends see identical inputs
     def encode_prompt(self, prompt: Prompt, index: int = 0) -> list[int]:
-        if isinstance(prompt, str) and self.raw:
-            return list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The shared rule of `alignkit.data.tokenize`, as in HFSampler, so both backends see identical inputs."""
+        from alignkit.data.tokenize import encode_prompt
+
+        return list(encode_prompt(self.tokenizer, prompt,
+                                  "never" if (self.raw and isinstance(prompt, str)) else "always"))
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
