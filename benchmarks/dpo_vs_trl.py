@@ -8,6 +8,7 @@ end-to-end figure.
 
     .venv/bin/python benchmarks/dpo_vs_trl.py                       # defaults: 6 steps, 1 round
     .venv/bin/python benchmarks/dpo_vs_trl.py --steps 8 --rounds 2 --modes separate,precompute,adapter
+    .venv/bin/python benchmarks/dpo_vs_trl.py --modes separate,separate+offload+lowmem,precompute,adapter
 
 Both sides count tokens the same way: non-padding tokens of the policy forward (prompt + completion, chosen and
 rejected); TRL's own `num_tokens` metric uses the same definition. TRL runs twice: with its defaults (`trl`: on
@@ -31,8 +32,16 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
 
 
-def worker_alignkit(mode: str, steps: int, pairs: int, batch: int, threads: int, out: Path) -> dict:
+FLAGS = {"offload": {"reference_offload": True}, "ckpt": {"gradient_checkpointing": True},
+         "shared": {"shared_prompt": True}, "lowmem": {"low_memory_allocator": True}}
+
+
+def worker_alignkit(side: str, steps: int, pairs: int, batch: int, threads: int, out: Path) -> dict:
+    """`side` is a reference mode with optional `+flag`s from FLAGS, e.g. `separate+offload+shared`."""
     import torch
+
+    mode, *flags = side.split("+")
+    extra = {k: v for f in flags for k, v in FLAGS[f].items()}
 
     torch.set_num_threads(threads)
     from alignkit.models import LoraConfig
@@ -49,7 +58,7 @@ def worker_alignkit(mode: str, steps: int, pairs: int, batch: int, threads: int,
     cfg = TrainConfig(model="smollm2-135m-instruct", data="<synthetic>", objective="dpo", output_dir=str(out),
                       batch_size=batch, max_steps=steps, lr=5e-6 if mode != "adapter" else 1e-4,
                       reference=mode, lora=lora, torch_threads=threads, progress=False, max_length=512,
-                      save_every=0, keep_checkpoints=1)
+                      save_every=0, keep_checkpoints=1, **extra)
     stamps: list[tuple[float, str]] = []
     t0 = time.perf_counter()
     train(cfg, records=synthetic_pairs(pairs), log=lambda m: stamps.append((time.perf_counter(), m)))
@@ -61,7 +70,7 @@ def worker_alignkit(mode: str, steps: int, pairs: int, batch: int, threads: int,
     rows = [r for r in rows if "loss" in r]
     seconds = sum(r["seconds"] for r in rows)
     tokens = sum(r["tokens"] for r in rows)
-    return {"side": f"alignkit/{mode}", "steps": len(rows), "tokens": tokens, "seconds": seconds,
+    return {"side": f"alignkit/{side}", "steps": len(rows), "tokens": tokens, "seconds": seconds,
             "tokens_per_s": tokens / seconds, "wall_incl_setup_s": wall, "peak_rss_gb": peak_rss_gb(),
             "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"], "setup_reference_s": t_ready - t_data}
 

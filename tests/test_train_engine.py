@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from alignkit.errors import ConfigError, TrainingError
 from alignkit.models import LoraConfig
 from alignkit.objectives.base import OBJECTIVES, register_objective
+from alignkit.train import engine
 from alignkit.train.checkpoint import latest_valid, list_checkpoints, validate_checkpoint
 from alignkit.train.config import TrainConfig
 from alignkit.train.engine import train
@@ -142,6 +143,40 @@ def test_reference_modes_start_at_log2(tmp_path, mode):
         assert (res.run_dir / "checkpoints" / "step-2" / "adapter.safetensors").exists()
 
 
+def test_memory_savers_do_not_change_the_run(tmp_path, monkeypatch):
+    """An offloaded reference, gradient checkpointing and the low-memory allocator trade speed for memory; the
+    losses stay the same."""
+    plain = losses(train(cfg(tmp_path, "plain", reference="separate", max_steps=3),
+                         records=synthetic_pairs(8)).run_dir)
+    logs: list[str] = []
+    offloaded = train(cfg(tmp_path, "offload", reference="separate", reference_offload=True, max_steps=3),
+                      records=synthetic_pairs(8), log=logs.append)
+    assert any("offloaded" in m for m in logs)
+    assert losses(offloaded.run_dir) == pytest.approx(plain, abs=1e-6)
+    assert not list(offloaded.run_dir.glob(".reference-offload*"))  # the weights on disk are removed at the end
+    layer_calls: dict[str, int] = {}
+
+    def count(module, args, out):  # noqa: ANN001
+        if type(module).__name__.endswith("Attention") and module.training:
+            layer_calls[run_name] = layer_calls.get(run_name, 0) + 1
+
+    handle = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        for run_name, kw in (("no-ckpt", {}), ("ckpt", {"gradient_checkpointing": True})):
+            run = train(cfg(tmp_path, run_name, reference="separate", max_steps=3, **kw), records=synthetic_pairs(8))
+            assert losses(run.run_dir) == pytest.approx(plain, abs=1e-5)
+    finally:
+        handle.remove()
+    assert layer_calls["ckpt"] == 2 * layer_calls["no-ckpt"]  # checkpointed layers run again during backward
+    called: list[bool] = []
+    monkeypatch.setattr(engine, "release_large_frees", lambda: called.append(True) or True)
+    lowmem = train(cfg(tmp_path, "lowmem", reference="separate", low_memory_allocator=True, max_steps=3),
+                   records=synthetic_pairs(8))
+    assert called and losses(lowmem.run_dir) == pytest.approx(plain, abs=1e-6)
+    with pytest.raises(ConfigError, match="reference_offload applies to reference: separate"):
+        train(cfg(tmp_path, "bad", reference="precompute", reference_offload=True), records=synthetic_pairs(8))
+
+
 def test_precompute_cache_is_reused(tmp_path, monkeypatch):
     import alignkit.train.reference as reference
 
@@ -162,3 +197,14 @@ def test_bad_config_is_reported(tmp_path):
         train(cfg(tmp_path, "y", objective_args={"bogus": 1}), records=synthetic_pairs(8))
     with pytest.raises(ConfigError, match="cannot fill one global batch"):
         train(cfg(tmp_path, "z", batch_size=16), records=synthetic_pairs(8))
+
+
+def test_low_memory_allocator_is_available_on_glibc():
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    code = "from alignkit.train.memory import release_large_frees; assert release_large_frees()"
+    subprocess.run([sys.executable, "-c", code], check=True)  # a child process: the policy is process-wide

@@ -54,6 +54,11 @@ class TrainConfig:
     # model / reference
     reference: ReferenceMode = "auto"
     reference_model: str | None = None  # for `separate`; defaults to `model`
+    # `separate`: keep the frozen reference's weights on disk (accelerate's disk_offload) and stream them in module
+    # by module for its no-grad forward, so RAM holds one model copy, not two (costs a re-read per reference pass)
+    reference_offload: bool = False
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~⅓ more compute
+    low_memory_allocator: bool = False  # glibc: return freed activation memory to the OS (train/memory.py)
     lora: LoraConfig = field(default_factory=LoraConfig)
     # objectives beyond pairs (docs/training_beyond_pairs.md)
     teacher_model: str | None = None  # dckd/adpa: the aligned (DPO) teacher; same tokenizer as `model`
@@ -91,6 +96,9 @@ class TrainConfig:
             raise ConfigError("max_bad_steps must be ≥ 1")
         if len(self.adam_betas) != 2:
             raise ConfigError(f"adam_betas needs two numbers, got {self.adam_betas}")
+        if self.gradient_checkpointing and self.shared_prompt:
+            raise ConfigError("gradient_checkpointing and shared_prompt cannot be combined (checkpointed layers "
+                              "cannot build the prompt's KV cache); pick one")
         if self.teacher_topk < 1:
             raise ConfigError(f"teacher_topk must be ≥ 1, got {self.teacher_topk}")
         unknown = [r for r in self.report_to if r not in ("tensorboard",)]

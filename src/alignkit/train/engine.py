@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import random
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,15 @@ from alignkit.train.batching import Batch, TokenizedData, collate
 from alignkit.train.config import TrainConfig
 from alignkit.train.logps import CompletionLogProbs, SeqLogProbs, as_seq_logprobs
 from alignkit.train.loop import LoopResult, train_loop
-from alignkit.train.reference import Reference, cache_key, freeze, load_or_compute, resolve_mode
+from alignkit.train.memory import release_large_frees
+from alignkit.train.reference import (
+    Reference,
+    cache_key,
+    freeze,
+    load_or_compute,
+    offload_to_disk,
+    resolve_mode,
+)
 
 
 def read_training_records(path: str, kind: str) -> list[Any]:
@@ -177,6 +186,8 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     accelerator = accelerator or make_accelerator()
     main = accelerator.is_main_process
     say = log or (print if main else (lambda _m: None))
+    if cfg.low_memory_allocator and not release_large_frees():
+        say("low_memory_allocator: not a glibc C library; the allocator is left as it is")
     seed_everything(cfg.seed)
     spec = get_objective(cfg.objective)
     hparams = cfg.objective_hparams()
@@ -196,6 +207,12 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
 
     model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
     lora = cfg.lora.enabled
+    if cfg.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input grads, so it works for LoRA and full fine-tuning alike.
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2x; the old name is deprecated
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     pad_id = int(tokenizer.pad_token_id)
     from alignkit.train.steps import build_step, tokenize_data
 
@@ -212,9 +229,16 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     policy = CompletionLogProbs(model)
     reference = Reference(mode)
     eval_bs = cfg.eval_batch_size or cfg.batch_size
+    offload_dir: Path | None = None
     if mode == "separate":
-        ref_model, _ = load_model(cfg.reference_model or cfg.model, seed=cfg.seed)
-        reference.model = CompletionLogProbs(freeze(ref_model).to(device))
+        ref_model = freeze(load_model(cfg.reference_model or cfg.model, seed=cfg.seed)[0]).to(device)
+        if cfg.reference_offload:
+            offload_dir = Path(cfg.output_dir) / f".reference-offload-{accelerator.process_index}"
+            offload_to_disk(ref_model, offload_dir, device)
+            say(f"reference weights offloaded to {offload_dir} (streamed in for each reference forward)")
+        reference.model = CompletionLogProbs(ref_model)
+    elif cfg.reference_offload:
+        raise ConfigError(f"reference_offload applies to reference: separate, not {mode}")
     elif mode == "precompute":
         same = cfg.reference_model in (None, cfg.model)
         ref_lm = model if same else freeze(load_model(cfg.reference_model or cfg.model, seed=cfg.seed)[0]).to(device)
@@ -248,9 +272,13 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     eval_fn = make_eval_fn(step, eval_data, pad_id, eval_bs, accelerator, with_kl) if eval_data else None
     # Same initial RNG state whether or not the reference pass or eval split consumed random numbers.
     seed_everything(cfg.seed + 1)
-    result = train_loop(policy, DataSource(train_data, pad_id, with_kl), step, cfg, run_dir,
-                        accelerator=accelerator, eval_fn=eval_fn, objective_state=state, lora=lora, log=say,
-                        on_checkpoint=on_checkpoint)
+    try:
+        result = train_loop(policy, DataSource(train_data, pad_id, with_kl), step, cfg, run_dir,
+                            accelerator=accelerator, eval_fn=eval_fn, objective_state=state, lora=lora, log=say,
+                            on_checkpoint=on_checkpoint)
+    finally:
+        if offload_dir is not None:
+            shutil.rmtree(offload_dir, ignore_errors=True)
     final_dir = None
     summary = {"steps": result.steps, "reference": mode, "objective": spec.name, "train_examples": len(train_data),
                "eval_examples": len(eval_data) if eval_data else 0, "skipped_steps": result.skipped_steps,

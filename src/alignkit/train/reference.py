@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,18 @@ def load_or_compute(runner: nn.Module, data: TokenizedData, key: str, pad_id: in
         tmp.replace(path)
         log(f"reference log-probs: computed {tuple(table.shape)} and cached at {path}")
     return table
+
+
+def offload_to_disk(model: nn.Module, folder: Path, device: Any) -> nn.Module:
+    """Move a frozen model's weights to `folder` with accelerate's `disk_offload`: each module's weights are read
+    back (memory-mapped) just before its forward and dropped after it, so the model costs RAM for one module at a
+    time. Outputs are bit-identical; the price is re-reading the weights on every forward."""
+    from accelerate import disk_offload
+
+    shutil.rmtree(folder, ignore_errors=True)  # a stale index.json from another model would be reused silently
+    folder.mkdir(parents=True)
+    disk_offload(model, str(folder), execution_device=torch.device(device))
+    return model
 
 
 def freeze(model: nn.Module) -> nn.Module:
