@@ -13,7 +13,7 @@ from alignkit.decode.sampler import Compute, Sample
 from alignkit.errors import ConfigError, DataError
 from alignkit.rewards.base import FunctionReward
 from alignkit.rl.config import online_args
-from alignkit.rl.data import load_prompts, read_prompts
+from alignkit.rl.data import load_prompts
 from alignkit.rl.select import select_prompts
 from alignkit.train.config import TrainConfig
 
@@ -45,9 +45,9 @@ def test_prompt_file_errors_name_line_and_field(tmp_path: Path) -> None:
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "hi", "references": "a ref"}\n{"text": "no prompt"}\n')
     with pytest.raises(DataError, match=r"p.jsonl:2: field 'prompt'"):
-        read_prompts(f)
+        load_prompts(str(f))
     f.write_text('{"prompt": "hi", "references": "a ref", "id": 3}\n')
-    (rec,) = read_prompts(f)
+    (rec,) = load_prompts(str(f))
     assert rec.references == ["a ref"] and rec.metadata == {"id": 3}
     suite = load_prompts("suite:train", limit=5)
     assert len(suite) == 5 and all(r.constraints for r in suite)
@@ -87,7 +87,7 @@ def test_recipes_are_valid_configs(recipe: str) -> None:
     if cfg.data.startswith("suite:"):
         assert load_prompts(cfg.data)
     else:
-        assert all(r.references for r in read_prompts(ROOT / cfg.data))
+        assert all(r.references for r in load_prompts(str(ROOT / cfg.data)))
 
 
 def test_cli_train_dispatches_online_objectives(tmp_path: Path) -> None:
