@@ -54,6 +54,12 @@ def test_win_rate_against_a_baseline_counts_ties_half(tmp_path: Path, prompts: P
                               baseline=str(base), output_dir=str(tmp_path / "run"), n_resamples=200))
     # a: 1 vs 0 win; b: 1 vs 1 tie; c: 0 vs 1 loss -> (1 + 0.5 + 0) / 3
     assert out["win_rate"]["value"] == pytest.approx(0.5)
+    assert "baseline" not in out  # the baseline directory has no eval.json to take a "before" from
+    (base / "eval.json").write_text(json.dumps({"constraint_accuracy": {"value": 0.25, "low": 0.1, "high": 0.4},
+                                                "reward": {"value": 0.5, "low": 0.3, "high": 0.7}}))
+    out = evaluate(EvalConfig(model=None, samples=str(samples), prompts=str(prompts), reward="ifeval",
+                              baseline=str(base), output_dir=str(tmp_path / "run2"), n_resamples=200))
+    assert out["baseline"]["constraint_accuracy"]["value"] == 0.25 and out["baseline"]["reward"]["value"] == 0.5
 
 
 def test_cli_generates_resumes_and_estimates_kl(tmp_path: Path, prompts: Path) -> None:

@@ -131,6 +131,18 @@ def test_sections_without_data_are_skipped_with_a_note(tmp_path: Path) -> None:
     assert "no run has samples.jsonl with numeric rewards" in page
 
 
+def test_online_rl_runs_get_reward_and_kl_curves(tmp_path: Path) -> None:
+    d = tmp_path / "grpo"
+    d.mkdir()
+    (d / "config.yaml").write_text("objective: grpo\n")
+    rows = [{"step": s, "reward": 0.3 + 0.02 * s, "kl": 0.001 * s, "clip_ratio": 0.0} for s in range(1, 9)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    page = render_html([d])
+    start, end = (page.index(f"<h2>{SECTION_TITLES[k]}</h2>") for k in ("training", "rewards"))
+    training = page[start:end]
+    assert PNG in training and "no run has metrics.jsonl rows" not in training
+
+
 def test_bad_run_directories_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_run(tmp_path / "nope")

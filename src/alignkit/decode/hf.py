@@ -74,7 +74,10 @@ class HFSampler:
         # transformers 5.x renamed `past_key_values` to `cache`; support both spellings
         import inspect
 
-        params = inspect.signature(model.forward).parameters
+        from alignkit.train.logps import unwrap_causal_lm
+
+        # a peft wrapper's forward takes **kwargs; the wrapped model's signature says which name it wants
+        params = inspect.signature(unwrap_causal_lm(model).forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     # ---------------------------------------------------------------- encoding

@@ -124,6 +124,18 @@ def _baseline_rewards(baseline: str) -> dict[str, float]:
     return {str(r["id"]): float(r["reward"]) for r in rows}
 
 
+def _baseline_headline(baseline: str) -> dict[str, Any]:
+    """The baseline run's constraint accuracy and reward estimates, when it is a run directory with eval.json."""
+    path = Path(baseline) / "eval.json"
+    if not path.is_file():
+        return {}
+    try:
+        ev = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"bad JSON ({e.msg})", source=str(path), line=e.lineno) from e
+    return {k: ev[k] for k in ("constraint_accuracy", "reward") if isinstance(ev.get(k), dict)}
+
+
 def _kl(cfg: EvalConfig, rows: list[dict[str, Any]], model: Any, tokenizer: Any) -> dict[str, Any]:
     from alignkit.decode.hf import HFSampler
     from alignkit.evaluate.kl import kl_estimate
@@ -200,6 +212,9 @@ def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[
             raise DataError("no prompt ids in common with the baseline", source=cfg.baseline)
         wr = win_rate([a for a, _ in paired], [b for _, b in paired], seed=cfg.seed)
         headline["win_rate"] = {**_est(wr), "baseline": cfg.baseline}
+        before = _baseline_headline(cfg.baseline)
+        if before:
+            headline["baseline"] = before  # the "before" of the report's before/after plot
     if cfg.reference_model:
         headline["kl"] = _kl(cfg, rows, model, tokenizer)
     totals: dict[str, float] = {}

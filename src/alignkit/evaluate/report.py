@@ -13,7 +13,7 @@ What is read from each run (see `alignkit.evaluate.runs` for the files):
   reward–KL points, e.g. best-of-N at several N). Any other estimate, top-level or one mapping deep, is listed
   under "All headline metrics".
 * `metrics.jsonl`: `step` (else the row index) with `loss`, `rewards/accuracy` (or `rewards/accuracies`),
-  `rewards/margin` (or `rewards/margins`), and `eval/<name>` keys.
+  `rewards/margin` (or `rewards/margins`), `eval/<name>` keys, and online RL's per-step `reward` and `kl`.
 * `samples.jsonl`: `reward` for distributions; with `strategy` (and optional `budget`) and `compute`, the
   reward-vs-compute plot (x = mean forward tokens per sample; y = mean reward with CI).
 """
@@ -41,6 +41,7 @@ from alignkit.evaluate.stats import Estimate, mean_ci
 LOSS_KEYS = ("loss", "train/loss")
 ACCURACY_KEYS = ("rewards/accuracy", "rewards/accuracies")
 MARGIN_KEYS = ("rewards/margin", "rewards/margins")
+ONLINE_KEYS = (("mean reward (online RL)", ("reward",)), ("KL to reference (online RL)", ("kl",)))
 ESTIMATE_KEYS = ("constraint_accuracy", "reward", "kl", "win_rate")
 SECTION_TITLES = {
     "summary": "Summary",
@@ -218,7 +219,7 @@ def _colors(runs: Sequence[Run]) -> dict[str, Any]:
 
 def _training_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
     sec = Section("training", SECTION_TITLES["training"], [])
-    panels = [("loss", LOSS_KEYS), ("reward accuracy", ACCURACY_KEYS), ("reward margin", MARGIN_KEYS)]
+    panels = [("loss", LOSS_KEYS), ("reward accuracy", ACCURACY_KEYS), ("reward margin", MARGIN_KEYS), *ONLINE_KEYS]
     present = [(t, k) for t, k in panels if any(_series(r, k) is not None for r in runs)]
     if present:
         fig, axes = _figure(len(present), width=4.4)
@@ -250,7 +251,7 @@ def _training_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
         if len(eval_keys) > len(shown):
             sec.note = f"{len(eval_keys) - len(shown)} more eval/ metrics not plotted: {', '.join(eval_keys[6:])}"
     if not sec.images:
-        sec.note = "no run has metrics.jsonl rows with loss, rewards/accuracy, rewards/margin or eval/ keys"
+        sec.note = "no run has metrics.jsonl rows with loss, rewards/accuracy, rewards/margin, reward or eval/ keys"
     return sec
 
 
