@@ -230,6 +230,8 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     reference = Reference(mode)
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     offload_dir: Path | None = None
+    if cfg.reference_offload and mode != "separate":
+        raise ConfigError(f"reference_offload applies to reference: separate, not {mode}")
     if mode == "separate":
         ref_model = freeze(load_model(cfg.reference_model or cfg.model, seed=cfg.seed)[0]).to(device)
         if cfg.reference_offload:
@@ -237,8 +239,6 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
             offload_to_disk(ref_model, offload_dir, device)
             say(f"reference weights offloaded to {offload_dir} (streamed in for each reference forward)")
         reference.model = CompletionLogProbs(ref_model)
-    elif cfg.reference_offload:
-        raise ConfigError(f"reference_offload applies to reference: separate, not {mode}")
     elif mode == "precompute":
         same = cfg.reference_model in (None, cfg.model)
         ref_lm = model if same else freeze(load_model(cfg.reference_model or cfg.model, seed=cfg.seed)[0]).to(device)
