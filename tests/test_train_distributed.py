@@ -57,3 +57,35 @@ def test_two_processes_match_one_process(tmp_path):
             if key in ra:
                 assert rb[key] == pytest.approx(ra[key], abs=1e-4), (key, ra, rb)
     assert len(list((tmp_path / "two" / "checkpoints" / "step-3").glob("rng-*.pt"))) == 2
+
+
+PROBE = textwrap.dedent("""
+    import sys
+    from alignkit.data.convert import pairwise_to_unpaired
+    from alignkit.objectives.base import register_objective
+    from alignkit.train.config import TrainConfig
+    from alignkit.train.engine import train
+    from alignkit.train.synthetic import synthetic_pairs
+
+    @register_objective("_kl_probe", data_kind="unpaired", needs_reference=True, needs_extras=("kl",))
+    def _kl_probe(lp):  # reports how many mismatched pairs KTO's z0 would average over
+        kl = lp.extras["kl_policy"]
+        return -lp.policy.mean() / 100, {"kl_rows": float(kl.numel()), "kl_sum": float(kl.sum())}
+
+    cfg = TrainConfig(model="tiny-random:1:32", data="<memory>", objective="_kl_probe", output_dir=sys.argv[1],
+                      batch_size=2, lr=2e-3, max_steps=2, progress=False, torch_threads=1)
+    train(cfg, records=pairwise_to_unpaired(synthetic_pairs(16))[0])
+""")
+
+
+def test_kto_z0_uses_the_global_batch(tmp_path):
+    """KTO's z₀ (the mean over the batch's mismatched pairs) sees every process's pairs, as TRL gathers it."""
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    run = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()), str(script),
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [r for r in _rows(tmp_path / "two") if "kl_rows" in r]
+    assert len(rows) == 2 and all(r["kl_rows"] == 4.0 for r in rows)  # 2 processes × batch 2

@@ -66,6 +66,9 @@ class ObjectiveStep:
         self.spec, self.hparams, self.reference, self.device = spec, dict(hparams), reference, device
         self.state = state
         self.with_kl = "kl" in spec.needs_extras
+        # Set by the engine in multi-process runs: KTO's z₀ is then the mean over the global batch, as in one
+        # process (TRL gathers it the same way). Train split only: eval shards may differ in batch count per rank.
+        self.gather: Any = None
 
     def forward(self, model: nn.Module, batch: Batch, split: str) -> SeqLogProbs:
         """The policy forward; subclasses (train/teacher.py, prefix.py, judged.py) swap the kernel."""
@@ -94,9 +97,10 @@ class ObjectiveStep:
         if batch.kl is not None:
             with torch.no_grad():  # KTO's z₀ is detached (spec §2.1)
                 kl_pol = as_seq_logprobs(model(*batch.kl))
-            lp.extras["kl_policy"] = kl_pol.sums
+            glob = self.gather if self.gather is not None and split == "train" else (lambda t: t)
+            lp.extras["kl_policy"] = glob(kl_pol.sums.contiguous())
             if ref_kl is not None:
-                lp.extras["kl_reference"] = ref_kl.sums
+                lp.extras["kl_reference"] = glob(ref_kl.sums.contiguous())
         lp.extras.update(batch.extras)
         self.extend(lp, batch, split, out)
         return lp
@@ -269,6 +273,8 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     step = build_step(spec, hparams, reference, device, state, cfg=cfg, tokenizer=tokenizer, pad_id=pad_id,
                       batch_size=eval_bs, accelerator=accelerator, log=say, splits=splits,
                       records={"train": records, **({"eval": eval_records} if eval_data is not None else {})})
+    if with_kl and accelerator.num_processes > 1:
+        step.gather = accelerator.gather
     eval_fn = make_eval_fn(step, eval_data, pad_id, eval_bs, accelerator, with_kl) if eval_data else None
     # Same initial RNG state whether or not the reference pass or eval split consumed random numbers.
     seed_everything(cfg.seed + 1)
