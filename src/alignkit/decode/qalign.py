@@ -101,14 +101,14 @@ def qalign(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], steps:
         if getattr(sampler, "per_row_budgets", False) is True and len(set(budgets)) > 1:
             props = list(sampler.extend(list(prompts), prefixes, max_new_tokens=budgets, temperature=1.0,
                                         top_p=1.0, top_k=0, stop=stop, seed=call_seed(t)))
-            budgets = []
-        for budget in sorted(set(budgets)):
-            rows = [k for k, b in enumerate(budgets) if b == budget]
-            outs = sampler.extend([prompts[k] for k in rows], [prefixes[k] for k in rows], max_new_tokens=budget,
-                                  temperature=1.0, top_p=1.0, top_k=0, stop=stop,
-                                  seed=seed_for(call_seed(t), budget) if seed is not None else None)
-            for k, o in zip(rows, outs, strict=True):
-                props[k] = o
+        else:
+            for budget in sorted(set(budgets)):
+                rows = [k for k, b in enumerate(budgets) if b == budget]
+                outs = sampler.extend([prompts[k] for k in rows], [prefixes[k] for k in rows],
+                                      max_new_tokens=budget, temperature=1.0, top_p=1.0, top_k=0, stop=stop,
+                                      seed=seed_for(call_seed(t), budget) if seed is not None else None)
+                for k, o in zip(rows, outs, strict=True):
+                    props[k] = o
         new_ids = [pre + list(o.token_ids) for pre, o in zip(prefixes, props, strict=True)]
         new_txt = [decode(pre) + o.text for pre, o in zip(prefixes, props, strict=True)]
         new_r = rew(new_txt)

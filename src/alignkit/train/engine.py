@@ -252,12 +252,9 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
             if data is None:
                 continue
             key = cache_key(data, fp, cfg.template)
-            if main:
-                reference.tables[split] = load_or_compute(runner, data, key, pad_id, eval_bs, device, main=True,
+            with accelerator.main_process_first():  # the main process writes the cache, the others read it
+                reference.tables[split] = load_or_compute(runner, data, key, pad_id, eval_bs, device, main=main,
                                                           log=say)
-            accelerator.wait_for_everyone()
-            if not main:
-                reference.tables[split] = load_or_compute(runner, data, key, pad_id, eval_bs, device, main=False)
         del runner, ref_lm
     say(f"objective {spec.name} ({kind}), reference: {mode}")
 

@@ -52,11 +52,8 @@ def aligned_avg_logp(cfg: Any, records: dict[str, list[Any]], splits: dict[str, 
                                     template=cfg.template, desc=f"tokenising for {spec}")
             key = cache_key(data, fp, cfg.template)
             pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-            if main:
-                table = load_or_compute(runner, data, key, pad, batch_size, device, main=True, log=log)
-            accelerator.wait_for_everyone()
-            if not main:
-                table = load_or_compute(runner, data, key, pad, batch_size, device, main=False)
+            with accelerator.main_process_first():  # the main process writes the cache, the others read it
+                table = load_or_compute(runner, data, key, pad, batch_size, device, main=main, log=log)
             counts = torch.tensor([len(e.seqs[0].completion_ids) - (0 if e.seqs[0].prompt_ids else 1)
                                    for e in data.examples], dtype=torch.float32)
             totals[split] += table[:, 0] / counts.clamp(min=1)

@@ -118,12 +118,7 @@ class JudgedStep(ObjectiveStep):
     def extend(self, lp: LogProbs, batch: Batch, split: str, out: SeqLogProbs) -> None:
         assert out.tokens is not None and out.mask is not None
         tokens, mask = compact(out.tokens, out.mask)
-        width = tokens.shape[1]
-        slots = batch.rows.to(tokens.device)
-        full = torch.zeros(batch.B * batch.K, width, dtype=tokens.dtype, device=tokens.device)
-        full = full.index_put((slots,), tokens).view(batch.B, batch.K, width)
-        fmask = torch.zeros(batch.B * batch.K, width, dtype=torch.bool, device=mask.device)
-        fmask = fmask.index_put((slots,), mask).view(batch.B, batch.K, width)
+        full, fmask = self._tokens(batch, tokens), self._tokens(batch, mask)
         lp.extras["token_policy_plain"] = full[:, :1]
         lp.token_mask = fmask[:, :1]
         lp.token_policy = full[:, 1:2] if batch.K > 1 else torch.zeros_like(full[:, :1])

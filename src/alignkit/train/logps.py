@@ -62,25 +62,34 @@ def decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return decoder, head
 
 
+def head_logits(model: nn.Module, head: nn.Module, hidden: Tensor) -> Tensor:
+    """The LM head on selected hidden rows `[M, H]` → fp32 logits `[M, V]` (loss arithmetic in fp32, spec §0
+    convention 4), with the model's final-logit soft-capping where it has one."""
+    logits = head(hidden).float()
+    softcap = getattr(unwrap_causal_lm(model).config, "final_logit_softcapping", None)
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
+def completion_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(logits `[M, V]` at the M positions predicting completion tokens, their targets `[M]`, rows, cols)."""
+    decoder, head = decoder_and_head(model)
+    out = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    targets = labels[:, 1:]
+    rows, cols = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
+    return head_logits(model, head, hidden[:, :-1][rows, cols]), targets[rows, cols], rows, cols
+
+
 def completion_logps(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor,
                      token_level: bool = False) -> SeqLogProbs:
     """Summed completion log-probs per row of a right-padded batch; per-token values only if `token_level`.
 
     `labels` is `input_ids` with prompt and padding positions set to -100.
     """
-    decoder, head = decoder_and_head(model)
-    lm = unwrap_causal_lm(model)
-    out = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
-    targets = labels[:, 1:]
-    mask = targets != IGNORE_INDEX
-    rows, cols = mask.nonzero(as_tuple=True)
-    picked = hidden[:, :-1][rows, cols]  # [M, H]: only the positions that predict a completion token
-    logits = head(picked).float()  # loss arithmetic in fp32 (spec §0 convention 4)
-    softcap = getattr(lm.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    token_lp = -F.cross_entropy(logits, targets[rows, cols], reduction="none")
+    logits, target, rows, cols = completion_logits(model, input_ids, attention_mask, labels)
+    mask = labels[:, 1:] != IGNORE_INDEX
+    token_lp = -F.cross_entropy(logits, target, reduction="none")
     n = input_ids.shape[0]
     sums = torch.zeros(n, dtype=token_lp.dtype, device=token_lp.device).index_add(0, rows, token_lp)
     counts = mask.sum(dim=1).to(token_lp.dtype)

@@ -26,7 +26,7 @@ from alignkit.data.tokenize import IGNORE_INDEX
 from alignkit.errors import ConfigError, DataError
 from alignkit.train.batching import Batch, TokenizedData
 from alignkit.train.example_scores import ExtrasStep
-from alignkit.train.logps import SeqLogProbs, decoder_and_head, unwrap_causal_lm
+from alignkit.train.logps import SeqLogProbs, decoder_and_head, head_logits, unwrap_causal_lm
 from alignkit.train.reference import Reference, adapters_disabled
 
 
@@ -67,10 +67,7 @@ def shared_prompt_kernel(model: nn.Module, completion_ids: Tensor, completion_ma
     pred = torch.cat([p_hidden[:, -1][owner].unsqueeze(1), c_out.last_hidden_state[:, :-1]], dim=1)
     mask = completion_labels != IGNORE_INDEX
     rows, cols = mask.nonzero(as_tuple=True)
-    logits = head(pred[rows, cols]).float()
-    softcap = getattr(lm.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
+    logits = head_logits(model, head, pred[rows, cols])
     token_lp = -F.cross_entropy(logits, completion_labels[rows, cols], reduction="none")
     sums = torch.zeros(completion_ids.shape[0], dtype=token_lp.dtype, device=token_lp.device)
     return sums.index_add(0, rows, token_lp), mask.sum(1).to(token_lp.dtype)

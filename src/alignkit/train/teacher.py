@@ -37,26 +37,10 @@ from alignkit.models import cache_dir, load_model, model_fingerprint
 from alignkit.objectives.base import LogProbs
 from alignkit.train.batching import Batch, TokenizedData, collate
 from alignkit.train.engine import ObjectiveStep
-from alignkit.train.logps import SeqLogProbs, decoder_and_head, unwrap_causal_lm
+from alignkit.train.logps import SeqLogProbs, completion_logits
 from alignkit.train.reference import freeze
 
 LOG_FLOOR = math.log(1e-7)
-
-
-def _completion_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor
-                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(logits `[M, V]` fp32 at the positions predicting completion tokens, targets `[M]`, rows, cols)."""
-    decoder, head = decoder_and_head(model)
-    lm = unwrap_causal_lm(model)
-    out = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
-    targets = labels[:, 1:]
-    rows, cols = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
-    logits = head(hidden[:, :-1][rows, cols]).float()
-    softcap = getattr(lm.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits, targets[rows, cols], rows, cols
 
 
 def topk_kernel(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, token_level: bool,
@@ -64,7 +48,7 @@ def topk_kernel(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, lab
     """`completion_logps` (token level) plus log π(v) at `gather_ids` `[M, k]` (the rows of the completion mask,
     row-major): (sums, counts, tokens, mask, topk `[M, k]`). The log-normaliser is over the full vocabulary, but
     only at completion positions."""
-    logits, target, rows, cols = _completion_logits(model, input_ids, attention_mask, labels)
+    logits, target, rows, cols = completion_logits(model, input_ids, attention_mask, labels)
     if gather_ids.shape[0] != logits.shape[0]:
         raise TrainingError(f"teacher table has {gather_ids.shape[0]} completion positions for this batch, the "
                             f"student sees {logits.shape[0]}; the cache does not match the data (clear it)")
@@ -112,14 +96,14 @@ def compute_teacher_table(teacher: nn.Module, ref_teacher: nn.Module | None, dat
         idx = list(range(start, min(start + batch_size, len(data))))
         b = collate(data, idx, pad_id)
         args = (b.input_ids.to(device), b.attention_mask.to(device), b.labels.to(device))
-        t_logits, _, _, _ = _completion_logits(teacher, *args)
+        t_logits, _, _, _ = completion_logits(teacher, *args)
         t_lp = t_logits.log_softmax(-1)
         top = t_lp.topk(min(k, t_lp.shape[-1]), dim=-1).indices
         if ref_teacher is None:
             ids_l.append(top.cpu())
             t_l.append(t_lp.gather(-1, top).cpu())
         else:
-            r_lp = _completion_logits(ref_teacher, *args)[0].log_softmax(-1)
+            r_lp = completion_logits(ref_teacher, *args)[0].log_softmax(-1)
             r_top = r_lp.topk(top.shape[-1], dim=-1).indices
             union = torch.cat([top, r_top], dim=-1)
             repeated = (r_top.unsqueeze(-1) == top.unsqueeze(-2)).any(-1)  # reference ids already in the first half
@@ -197,13 +181,9 @@ def build_teacher_tables(cfg: Any, spec_name: str, tokenizer: Any, splits: dict[
     tables: dict[str, TeacherTable] = {}
     for split, data in splits.items():
         key = teacher_cache_key(data, fps, cfg.teacher_topk, cfg.template)
-        if main:
+        with accelerator.main_process_first():  # the main process writes the cache, the others read it
             tables[split] = load_or_compute_teacher(teacher, ref_teacher, data, key, pad_id, cfg.teacher_topk,
-                                                    batch_size, device, main=True, log=log)
-        accelerator.wait_for_everyone()
-        if not main:
-            tables[split] = load_or_compute_teacher(teacher, ref_teacher, data, key, pad_id, cfg.teacher_topk,
-                                                    batch_size, device, main=False)
+                                                    batch_size, device, main=main, log=log)
     del teacher, ref_teacher
     return tables
 
