@@ -14,7 +14,7 @@ from alignkit.train.batching import collate, tokenize_records
 from alignkit.train.judged import JudgedStep, judged_labels, judged_prompt, tokenize_judged
 from alignkit.train.logps import CompletionLogProbs
 from alignkit.train.reference import Reference
-from alignkit.train.teacher import LOG_FLOOR, TeacherStep, compute_teacher_table
+from alignkit.train.teacher import LOG_FLOOR, TeacherStep, compute_teacher_table, load_or_compute_teacher
 
 TEMPLATE = "{prompt}\n\nJudgment: {judgment}"
 
@@ -23,6 +23,33 @@ def full_logps(model, batch):
     """log π at every position predicting a completion token, `[N, T-1, V]` (tests only)."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
     return logits.log_softmax(-1)
+
+
+def test_teacher_tables_are_cached_and_a_corrupt_cache_is_recomputed(tmp_path, monkeypatch):
+    import alignkit.train.teacher as teacher_mod
+
+    monkeypatch.setattr(teacher_mod, "cache_dir", lambda: tmp_path)
+    teacher, tok = load_model("tiny-random", seed=1)
+    ref_teacher, _ = load_model("tiny-random", seed=2)
+    data = tokenize_records(list(read_records(sample_path("pairwise"), "pairwise").records)[:3], "pairwise", tok)
+    logs: list[str] = []
+
+    def table():
+        return load_or_compute_teacher(teacher, ref_teacher, data, "k1", int(tok.pad_token_id), 2, 2, "cpu",
+                                       main=True, log=logs.append)
+
+    first = table()
+    assert any("cached at" in m for m in logs) and (tmp_path / "teacher" / "k1.safetensors").exists()
+    logs.clear()
+    again = table()
+    assert any("reusing cache" in m for m in logs)
+    for a, b in ((first.ids, again.ids), (first.teacher, again.teacher), (first.reference, again.reference),
+                 (first.counts, again.counts)):
+        assert torch.equal(a, b)
+    (tmp_path / "teacher" / "k1.safetensors").write_bytes(b"not a safetensors file")
+    logs.clear()
+    assert torch.equal(table().teacher, first.teacher)
+    assert any("unreadable" in m for m in logs) and any("cached at" in m for m in logs)
 
 
 def test_teacher_slot_gathers_exact_topk_for_dckd_and_adpa():

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,27 +120,37 @@ def compute_table(runner: nn.Module, data: TokenizedData, pad_id: int, batch_siz
     return out
 
 
-def load_or_compute(runner: nn.Module, data: TokenizedData, key: str, pad_id: int, batch_size: int, device: Any,
-                    *, main: bool, log: Any = print) -> Tensor:
-    """The cached table for `key`, computing and writing it (atomically, main process) when absent."""
-    path = reference_cache_path(key)
+def cached_tensors(path: Path, key: str, what: str, compute: Callable[[], dict[str, Tensor]],
+                   valid: Callable[[dict[str, Tensor]], bool], *, main: bool, log: Any = print) -> dict[str, Tensor]:
+    """The safetensors file at `path` when it loads and passes `valid`; else `compute()`, written atomically (temp
+    name, then rename) by the main process. A bad cache file is recomputed, never trusted."""
     if path.exists():
         try:
-            table = load_file(str(path))["reference"]
-            if table.shape == (len(data), data.max_items):
+            tensors = load_file(str(path))
+            if valid(tensors):
                 if main:
-                    log(f"reference log-probs: reusing cache {path}")
-                return table
-        except Exception as e:  # noqa: BLE001 - a bad cache file is recomputed, never trusted
-            log(f"reference cache {path} unreadable ({e}); recomputing")
-    table = compute_table(runner, data, pad_id, batch_size, device, show=main)
+                    log(f"{what}: reusing cache {path}")
+                return tensors
+        except Exception as e:  # noqa: BLE001
+            log(f"{what} cache {path} unreadable ({e}); recomputing")
+    tensors = compute()
     if main:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"reference": table.contiguous()}, str(tmp), metadata={"key": key})
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"key": key})
         tmp.replace(path)
-        log(f"reference log-probs: computed {tuple(table.shape)} and cached at {path}")
-    return table
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
+        log(f"{what}: computed {shapes} and cached at {path}")
+    return tensors
+
+
+def load_or_compute(runner: nn.Module, data: TokenizedData, key: str, pad_id: int, batch_size: int, device: Any,
+                    *, main: bool, log: Any = print) -> Tensor:
+    """The cached reference table `[N, K]` for `key`, computed when absent."""
+    return cached_tensors(
+        reference_cache_path(key), key, "reference log-probs",
+        lambda: {"reference": compute_table(runner, data, pad_id, batch_size, device, show=main)},
+        lambda t: tuple(t["reference"].shape) == (len(data), data.max_items), main=main, log=log)["reference"]
 
 
 def offload_to_disk(model: nn.Module, folder: Path, device: Any) -> nn.Module:

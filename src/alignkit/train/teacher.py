@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from alignkit.data.tokenize import IGNORE_INDEX
@@ -38,7 +36,7 @@ from alignkit.objectives.base import LogProbs
 from alignkit.train.batching import Batch, TokenizedData, collate
 from alignkit.train.engine import ObjectiveStep
 from alignkit.train.logps import SeqLogProbs, completion_logits
-from alignkit.train.reference import freeze
+from alignkit.train.reference import cached_tensors, freeze
 
 LOG_FLOOR = math.log(1e-7)
 
@@ -126,28 +124,14 @@ def teacher_cache_key(data: TokenizedData, fingerprints: list[str], k: int, temp
 def load_or_compute_teacher(teacher: nn.Module, ref_teacher: nn.Module | None, data: TokenizedData, key: str,
                             pad_id: int, k: int, batch_size: int, device: Any, *, main: bool,
                             log: Any = print) -> TeacherTable:
-    path = cache_dir() / "teacher" / f"{key}.safetensors"
-    if path.exists():
-        try:
-            t = load_file(str(path))
-            if tuple(t["counts"].shape) == (len(data), data.max_items):
-                if main:
-                    log(f"teacher top-k: reusing cache {path}")
-                return TeacherTable(t["ids"].long(), t["teacher"], t.get("reference"), t["counts"].long())
-        except Exception as e:  # noqa: BLE001 - a bad cache file is recomputed, never trusted
-            log(f"teacher cache {path} unreadable ({e}); recomputing")
-    table = compute_teacher_table(teacher, ref_teacher, data, pad_id, k, batch_size, device, show=main)
-    if main:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {"ids": table.ids.int().contiguous(), "teacher": table.teacher.contiguous(),
-                   "counts": table.counts.contiguous()}
-        if table.reference is not None:
-            tensors["reference"] = table.reference.contiguous()
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file(tensors, str(tmp), metadata={"key": key})
-        tmp.replace(path)
-        log(f"teacher top-k: {table.ids.shape[0]} positions × {table.ids.shape[1]} ids cached at {path}")
-    return table
+    def compute() -> dict[str, Tensor]:
+        table = compute_teacher_table(teacher, ref_teacher, data, pad_id, k, batch_size, device, show=main)
+        tensors = {"ids": table.ids.int(), "teacher": table.teacher, "counts": table.counts}
+        return tensors if table.reference is None else {**tensors, "reference": table.reference}
+
+    t = cached_tensors(cache_dir() / "teacher" / f"{key}.safetensors", key, "teacher top-k", compute,
+                       lambda t: tuple(t["counts"].shape) == (len(data), data.max_items), main=main, log=log)
+    return TeacherTable(t["ids"].long(), t["teacher"], t.get("reference"), t["counts"].long())
 
 
 def check_same_vocabulary(student_tok: Any, teacher_tok: Any, name: str) -> None:
