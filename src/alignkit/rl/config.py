@@ -85,8 +85,10 @@ class OnlineArgs:
             raise ConfigError(f"objective_args.reward_weights has {len(self.reward_weights)} weights for "
                               f"{len(specs)} rewards")
         resolve_aggregation(self.loss_type or "token")
-        if self.select not in ("none", "hard", "easy", "medium", "random"):
-            raise ConfigError(f"objective_args.select must be none, hard, easy, medium or random, got {self.select!r}")
+        from alignkit.rl.select import MODES
+
+        if self.select != "none" and self.select not in MODES:
+            raise ConfigError(f"objective_args.select must be none or one of {MODES}, got {self.select!r}")
         if self.select != "none" and self.select_num < 1:
             raise ConfigError("objective_args.select_num must be >= 1 when select is set")
 

@@ -190,26 +190,28 @@ class TeacherStep(ObjectiveStep):
         self.tables = tables
         self._rows: Tensor | None = None
         self._topk: Tensor | None = None
+        self._ids: Tensor | None = None
 
     def forward(self, model: nn.Module, batch: Batch, split: str) -> SeqLogProbs:
         table = self.tables[split]
         self._rows = table.rows_for(batch)
-        ids = table.ids[self._rows].to(batch.input_ids.device)
-        out = model(batch.input_ids, batch.attention_mask, batch.labels, True, kernel=topk_kernel, gather_ids=ids)
+        self._ids = table.ids[self._rows].to(batch.input_ids.device)
+        out = model(batch.input_ids, batch.attention_mask, batch.labels, True, kernel=topk_kernel,
+                    gather_ids=self._ids)
         self._topk = out[4]
         return SeqLogProbs(*out[:4])
 
     def extend(self, lp: LogProbs, batch: Batch, split: str, out: SeqLogProbs) -> None:
         table = self.tables[split]
-        assert out.mask is not None and self._rows is not None and self._topk is not None
+        assert out.mask is not None and self._rows is not None and self._topk is not None and self._ids is not None
         dev = self._topk.device
         rows = self._rows
         lp.extras["policy_topk_logp"] = _scatter(batch, out.mask, self._topk, LOG_FLOOR)
-        lp.extras["teacher_topk_ids"] = _scatter(batch, out.mask, table.ids[rows].to(dev), 0)
+        lp.extras["teacher_topk_ids"] = _scatter(batch, out.mask, self._ids, 0)
         lp.extras["teacher_topk_logp"] = _scatter(batch, out.mask, table.teacher[rows].to(dev), LOG_FLOOR)
         if table.reference is not None:
             lp.extras["ref_teacher_topk_logp"] = _scatter(batch, out.mask, table.reference[rows].to(dev), LOG_FLOOR)
-        self._rows = self._topk = None
+        self._rows = self._topk = self._ids = None
 
 
 __all__ = ["TeacherStep", "TeacherTable", "build_teacher_tables", "compute_teacher_table", "topk_kernel"]
