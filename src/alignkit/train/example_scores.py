@@ -24,9 +24,9 @@ from alignkit.errors import ConfigError
 from alignkit.models import load_model, model_fingerprint
 from alignkit.objectives.base import LogProbs
 from alignkit.train.batching import Batch, TokenizedData, tokenize_records
-from alignkit.train.engine import ObjectiveStep
 from alignkit.train.logps import CompletionLogProbs, SeqLogProbs
 from alignkit.train.reference import cache_key, freeze, load_or_compute
+from alignkit.train.step import ObjectiveStep
 
 
 def _to_examples(per_record: Tensor, data: TokenizedData) -> Tensor:

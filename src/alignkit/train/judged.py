@@ -38,8 +38,8 @@ from alignkit.data.tokenize import (
 from alignkit.errors import ConfigError, DataError
 from alignkit.objectives.base import LogProbs
 from alignkit.train.batching import Batch, TokenizedData, TokenizedExample
-from alignkit.train.engine import ObjectiveStep
 from alignkit.train.logps import SeqLogProbs
+from alignkit.train.step import ObjectiveStep
 
 _PLACEHOLDER = re.compile(r"\{(prompt|judgment)\}")
 

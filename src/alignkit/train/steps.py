@@ -17,8 +17,8 @@ from torch import Tensor
 from alignkit.errors import ConfigError
 from alignkit.objectives.base import ObjectiveSpec
 from alignkit.train.batching import TokenizedData, tokenize_records
-from alignkit.train.engine import ObjectiveStep
 from alignkit.train.reference import Reference
+from alignkit.train.step import ObjectiveStep
 
 
 def tokenize_data(cfg: Any, kind: str, records: list[Any], tokenizer: Any, desc: str) -> TokenizedData:

@@ -34,9 +34,9 @@ from alignkit.errors import ConfigError, TrainingError
 from alignkit.models import cache_dir, load_model, model_fingerprint
 from alignkit.objectives.base import LogProbs
 from alignkit.train.batching import Batch, TokenizedData, collate
-from alignkit.train.engine import ObjectiveStep
 from alignkit.train.logps import SeqLogProbs, completion_logits
 from alignkit.train.reference import cached_tensors, freeze
+from alignkit.train.step import ObjectiveStep
 
 LOG_FLOOR = math.log(1e-7)
 
