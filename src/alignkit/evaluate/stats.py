@@ -1,18 +1,22 @@
 """Bootstrap confidence intervals: every headline number alignkit reports carries one.
 
-Percentile bootstrap (Efron & Tibshirani 1993, ch. 13): resample the n observation units with replacement B times,
-recompute the statistic on each resample, and take the (α/2, 1−α/2) quantiles of the B values as the interval. The
-resampling is seeded (same data + same seed ⇒ same interval) and vectorised: one `(B, n)` index matrix, the
-statistic is evaluated along the last axis, in chunks so memory stays bounded for large n.
+Computed by `scipy.stats.bootstrap`, **percentile method** by default (Efron & Tibshirani 1993, ch. 13): resample
+the n observation units with replacement B times, recompute the statistic on each resample, and take the
+(α/2, 1−α/2) quantiles of the B values as the interval; `method="BCa"` selects scipy's bias-corrected and
+accelerated interval instead. The interval is reported as computed (it is not widened to contain the point
+estimate). The resampling is seeded (same data + same seed ⇒ same interval) and vectorised, in batches so memory
+stays bounded for large n (testtime_eval.md C2.8: record seeds and sample counts).
 
 Several arrays can be resampled *jointly* (the same indices for each), which is how paired and ratio statistics are
 bootstrapped at the level of their observation unit: e.g. IFEval instruction-level accuracy resamples prompts and
 computes Σ followed / Σ instructions; a win rate resamples prompts with their (policy, baseline) pair.
+`paired_bootstrap(a, b)` is the interval of the difference between two runs on the same prompts.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,6 +27,7 @@ from alignkit.errors import DataError
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
+DEFAULT_METHOD = "percentile"
 # Elements of one resample chunk (B_chunk × n); bounds memory at ~ 8 bytes × this per array.
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -31,7 +36,7 @@ Statistic = Callable[..., Any]
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a (percentile-bootstrap) confidence interval over `n` observation units."""
+    """A point estimate with a (bootstrap) confidence interval over `n` observation units."""
 
     value: float
     low: float
@@ -94,21 +99,28 @@ def _as_arrays(data: Any) -> list[np.ndarray]:
 
 def bootstrap(data: np.ndarray | Sequence[float] | tuple[Any, ...], statistic: Statistic | None = None, *,
               n_resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0,
-              vectorized: bool = True) -> Estimate:
-    """Percentile-bootstrap estimate of `statistic(data)`.
+              vectorized: bool = True, method: str = DEFAULT_METHOD) -> Estimate:
+    """Bootstrap estimate of `statistic(data)` with `scipy.stats.bootstrap` (percentile method by default).
 
-    data: a 1-D array (one value per observation unit) or a tuple of equal-length 1-D arrays resampled jointly.
+    data: a 1-D array (one value per observation unit) or a tuple of equal-length 1-D arrays resampled jointly
+        (scipy's `paired=True`: the same row indices for every array).
     statistic: called as `statistic(*arrays, axis=-1)` on `(B, n)` resampled arrays when `vectorized` (numpy
         reductions like `np.mean` work as is), else as `statistic(*arrays)` once per resample. Default: the mean.
-        It must return a finite value on the full data; resamples where it is non-finite are dropped from the
-        interval (e.g. a ratio with an empty denominator) and the interval is computed on the rest.
-    Returns Estimate(value = statistic on the full data, low/high = percentile interval, n = number of units).
-    With n = 1 the interval collapses to the value.
+        Resamples where it is non-finite (e.g. a ratio whose resampled denominator is empty) are dropped and the
+        percentile interval is taken over the rest (with `method="BCa"` such resamples make scipy's interval
+        undefined, and the percentile interval of the finite resamples is reported instead).
+    method: "percentile" (default; Efron & Tibshirani 1993 ch. 13) or "BCa" (bias-corrected and accelerated,
+        ch. 14), passed to scipy. The interval is reported as scipy computes it: a percentile interval of a skewed
+        statistic may exclude the point estimate, and it is not widened to hide that.
+    Returns Estimate(value = statistic on the full data, low/high = the interval, n = number of units).
+    With n = 1, or a non-finite value, the interval collapses to the value.
     """
     if not 0.0 < level < 1.0:
         raise DataError(f"confidence level must be in (0, 1); got {level}")
     if n_resamples < 1:
         raise DataError(f"n_resamples must be >= 1; got {n_resamples}")
+    if method.lower() not in ("percentile", "bca"):
+        raise DataError(f"bootstrap method must be 'percentile' or 'BCa'; got {method!r}")
     arrays = _as_arrays(data)
     stat = statistic if statistic is not None else np.mean
     n = arrays[0].shape[0]
@@ -118,27 +130,50 @@ def bootstrap(data: np.ndarray | Sequence[float] | tuple[Any, ...], statistic: S
         value = float(stat(*arrays))
     if n == 1 or not math.isfinite(value):
         return Estimate(value, value, value, n, level)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    values: list[np.ndarray] = []
-    done = 0
-    while done < n_resamples:
-        b = min(chunk, n_resamples - done)
-        idx = rng.integers(0, n, size=(b, n))
-        if vectorized:
-            values.append(np.asarray(stat(*[a[idx] for a in arrays], axis=-1), dtype=float).reshape(b))
-        else:
-            values.append(np.array([float(stat(*[a[row] for a in arrays])) for row in idx]))
-        done += b
-    boot = np.concatenate(values)
-    boot = boot[np.isfinite(boot)]
-    if boot.size == 0:
-        return Estimate(value, value, value, n, level)
-    alpha = 1.0 - level
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    # A percentile interval need not contain the point estimate for skewed statistics; widen so it always does,
-    # because a reported "value [low, high]" that excludes the value reads as a bug.
-    return Estimate(value, float(min(low, value)), float(max(high, value)), n, level)
+    from scipy.stats import bootstrap as scipy_bootstrap  # scipy.stats is slow to import; only here
+
+    def scipy_stat(*xs: np.ndarray, axis: int = -1) -> np.ndarray | float:
+        return stat(*xs, axis=axis) if vectorized else float(stat(*xs))
+
+    with warnings.catch_warnings():
+        # A degenerate bootstrap distribution (constant data, NaN resamples) warns; it is handled below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = scipy_bootstrap(tuple(arrays), scipy_stat, n_resamples=n_resamples, vectorized=vectorized,
+                              paired=True, confidence_level=level, method=method, batch=max(1, _CHUNK_ELEMENTS // n),
+                              rng=np.random.default_rng(seed))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        boot = np.asarray(res.bootstrap_distribution, dtype=float)
+        boot = boot[np.isfinite(boot)]
+        if boot.size == 0:
+            return Estimate(value, value, value, n, level)
+        if np.ptp(boot) == 0.0:  # every resample gives the same number: the interval is that number
+            return Estimate(value, float(boot[0]), float(boot[0]), n, level)
+        alpha = 1.0 - level
+        low, high = (float(q) for q in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+    return Estimate(value, low, high, n, level)
+
+
+def paired_bootstrap(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], *,
+                     statistic: Statistic | None = None, confidence: float = DEFAULT_LEVEL,
+                     n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                     method: str = DEFAULT_METHOD) -> Estimate:
+    """Paired bootstrap of the difference statistic(a) − statistic(b) between two runs on the same units.
+
+    a[i] and b[i] must be the same observation unit (e.g. the same prompt id scored in two runs): each resample
+    draws prompt indices once and uses them for both arrays, so the between-prompt variance that the two runs
+    share cancels and the interval is that of the difference, not of two independent means.
+    statistic: a vectorised reduction `f(x, axis=-1)` (default: the mean). Identical runs give [0, 0]; a
+    constant shift a = b + c gives c with an interval of width 0.
+    Returns Estimate(value = statistic(a) − statistic(b), low, high, n = number of pairs, level = confidence).
+    """
+    stat = statistic if statistic is not None else np.mean
+
+    def diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.asarray(stat(x, axis=axis)) - np.asarray(stat(y, axis=axis))
+
+    return bootstrap((np.asarray(a, dtype=float), np.asarray(b, dtype=float)), diff, n_resamples=n_resamples,
+                     level=confidence, seed=seed, method=method)
 
 
 def mean_ci(x: np.ndarray | Sequence[float], **kwargs: Any) -> Estimate:
@@ -161,3 +196,7 @@ def ratio_ci(numerators: np.ndarray | Sequence[float], denominators: np.ndarray 
             return np.where(d > 0, num.sum(axis=axis) / np.where(d > 0, d, 1), np.nan)
 
     return bootstrap((np.asarray(numerators, float), np.asarray(denominators, float)), ratio, **kwargs)
+
+
+# The name the run-comparison API speaks of: an interval is an Estimate (value, low, high, n, level).
+Interval = Estimate
