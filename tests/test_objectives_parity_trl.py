@@ -9,6 +9,7 @@ ORPO and SimPO come from `trl.experimental` (`odds_ratio_loss`, `cpo_loss`), whi
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from types import SimpleNamespace
@@ -183,12 +184,58 @@ def test_orpo_odds_ratio_matches_trl_experimental(seed: int, beta: float) -> Non
     # TRL: loss = nll − mean(β·log σ(ℓ)); with sft_weight = 0 ours is the odds-ratio part alone
     ours = float(get_objective("orpo")(lp, beta=beta, sft_weight=0.0)[0])
     assert ours == pytest.approx(float(-losses.mean()), abs=TOL)
-    # whole loss with TRL's chosen-token NLL; equal chosen lengths make its token mean the per-example mean
-    lp.lengths[:, 0] = 4.0
-    a = lp.policy / lp.lengths
-    losses, *_ = ORPOTrainer.odds_ratio_loss(fake, a[:, 0], a[:, 1])
-    trl_total = float(-a[:, 0].mean() - losses.mean())
-    assert float(get_objective("orpo")(lp, beta=beta)[0]) == pytest.approx(trl_total, abs=TOL)
+
+
+def _orpo_logits(summed: torch.Tensor, lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """Two-token-vocabulary logits: every position predicts token 1 with log-prob S/|y| (0 elsewhere is padding)."""
+    logits = torch.zeros(len(summed), width, 2, dtype=D)
+    for i, (s, n) in enumerate(zip(summed.tolist(), lengths.long().tolist(), strict=True)):
+        # log softmax([x, 0])[1] = −log(1 + eˣ) = s/n  ⇔  x = log(e^{−s/n} − 1)
+        logits[i, :n, 0] = math.log(math.expm1(-s / n))
+    return logits
+
+
+def _trl_orpo_total(lp: LogProbs, beta: float) -> tuple[float, dict[str, float]]:
+    """TRL's whole ORPO loss (`get_batch_loss_metrics`: its own NLL over the chosen tokens + odds-ratio term).
+
+    Each row is a one-token prompt then |y| completion tokens, so TRL's prompt-inclusive NLL (its labels are the
+    shifted input ids) covers exactly the completion tokens alignkit scores."""
+    b, width = lp.policy.shape[0], int(lp.lengths.max()) + 1
+    batch: dict[str, torch.Tensor] = {}
+    for col, side in enumerate(("chosen", "rejected")):
+        n = lp.lengths[:, col].long()
+        mask = (torch.arange(width).unsqueeze(0) <= n.unsqueeze(1)).long()
+        batch[f"{side}_input_ids"] = mask.clone()  # token 1 where real, pad id 0 elsewhere
+        batch[f"{side}_attention_mask"] = mask
+        batch[f"{side}_labels"] = torch.where(mask.bool(), 1, -100).index_fill(1, torch.tensor([0]), -100)
+    logits = torch.cat([_orpo_logits(lp.policy[:, c], lp.lengths[:, c], width) for c in (0, 1)])
+
+    def model(input_ids: torch.Tensor, **_: object) -> SimpleNamespace:
+        assert input_ids.shape == (2 * b, width)
+        return SimpleNamespace(logits=logits)
+
+    fake = SimpleNamespace(beta=beta, accelerator=_accelerator(), is_encoder_decoder=False, padding_value=0,
+                           aux_loss_enabled=False, concatenated_inputs=ORPOTrainer.concatenated_inputs,
+                           get_batch_logps=ORPOTrainer.get_batch_logps)
+    fake.odds_ratio_loss = lambda c, r: ORPOTrainer.odds_ratio_loss(fake, c, r)
+    fake.concatenated_forward = lambda m, bt: ORPOTrainer.concatenated_forward(fake, m, bt)
+    loss, metrics = ORPOTrainer.get_batch_loss_metrics(fake, model, batch)
+    return float(loss), metrics
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("beta", [0.1, 0.25])
+def test_orpo_whole_loss_matches_trl_with_unequal_chosen_lengths(seed: int, beta: float) -> None:
+    lp = _avg_pairs(seed)
+    lp.lengths[:, 0] = torch.tensor([1.0, 7.0, 2.0, 5.0, 3.0, 8.0], dtype=D)  # unequal: token ≠ example mean
+    lp.policy[:, 0] = -lp.lengths[:, 0] * torch.tensor([0.3, 2.0, 0.9, 1.5, 0.5, 2.5], dtype=D)
+    expected, trl_metrics = _trl_orpo_total(lp, beta)
+    loss, metrics = get_objective("orpo")(lp, beta=beta)
+    assert float(loss) == pytest.approx(expected, abs=TOL)
+    assert metrics["nll_loss"] == pytest.approx(trl_metrics["nll_loss"], abs=TOL)
+    # the per-example mean (the option) is a different number on these lengths
+    per_example = float(get_objective("orpo")(lp, beta=beta, nll_reduction="example")[0])
+    assert abs(per_example - expected) > 1e-2
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -189,25 +189,34 @@ def simpo(lp: LogProbs, *, beta: float, gamma: float, gamma_beta_ratio: float | 
 
 @register_objective("orpo", data_kind="pairwise", needs_reference=False,
                     paper="Hong, Lee, Thorne 2024, ORPO: Monolithic Preference Optimization without Reference Model",
-                    beta=0.1, sft_weight=1.0)
-def orpo(lp: LogProbs, *, beta: float, sft_weight: float) -> tuple[Tensor, Metrics]:
-    """ORPO (spec §1.6): L = sft_weight·NLL(y_w) + λ·[−log σ(ℓ)], λ = `beta`,
+                    beta=0.1, sft_weight=1.0, nll_reduction="token")
+def orpo(lp: LogProbs, *, beta: float, sft_weight: float, nll_reduction: str) -> tuple[Tensor, Metrics]:
+    """ORPO (spec §1.6): L = sft_weight·NLL(y_w) + λ·mean_b[−log σ(ℓ)], λ = `beta`,
     ℓ = [A_w − log(1 − e^{A_w})] − [A_l − log(1 − e^{A_l})] (stable log1mexp, fp32).
 
-    ORPO's own NLL term *is* the shared `sft_weight` term, so here it defaults to 1 (the paper). NLL is the mean
-    token NLL of y_w over completion tokens only (prompt masked, like TRL). Defaults: λ = 0.1 (paper, TRL).
-    Worked: P1 → L_OR 0.2887508, total 2.0288751.
+    ORPO's own NLL term *is* the shared `sft_weight` term, so here it defaults to 1 (the paper).
+    `nll_reduction="token"` (default, TRL's `ORPOTrainer`: one `CrossEntropyLoss` over the batch's chosen
+    tokens) pools the tokens: NLL = −Σ_b S_θ(y_w,b) / Σ_b |y_w,b|, so a long chosen answer weighs more;
+    `"example"` averages per example, mean_b[−S_θ(y_w,b)/|y_w,b|] (the other objectives' `sft_weight` term).
+    Both score completion tokens only (prompt masked, the spec's recommendation); TRL 1.16 and the official
+    code also put the prompt tokens in the NLL, which the engine never scores (DESIGN: log-probs only at
+    completion positions). Defaults: λ = 0.1 (paper, TRL). Worked: P1 → L_OR 0.2887508, total 2.0288751.
     """
     check_shape(lp, "orpo", k=2)
     a = averaged(lp)
     log_odds = (a[:, 0] - a[:, 1]) - (log1mexp(a[:, 0]) - log1mexp(a[:, 1]))
     l_or = neg_logsigmoid(log_odds)
-    loss = beta * l_or.mean()
+    if nll_reduction == "token":
+        nll = -f32(lp.policy)[:, 0].sum() / f32(lp.lengths)[:, 0].sum().clamp(min=1)
+    elif nll_reduction == "example":
+        nll = nll_chosen(lp).mean()
+    else:
+        raise ConfigError(f"objective 'orpo': nll_reduction must be 'token' or 'example', got {nll_reduction!r}")
     metrics = pair_metrics(beta * a[:, 0], beta * a[:, 1], lp)
     metrics["log_odds_ratio"] = float(log_odds.detach().mean())
     metrics["or_loss"] = float(l_or.detach().mean())
-    metrics["nll_loss"] = float(nll_chosen(lp).detach().mean())
-    return add_sft(loss, lp, sft_weight, metrics), metrics
+    metrics["nll_loss"] = float(nll.detach())
+    return beta * l_or.mean() + sft_weight * nll, metrics
 
 
 @register_objective("nca", data_kind="pairwise", needs_reference=True,
