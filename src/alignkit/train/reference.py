@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from alignkit.errors import ConfigError
@@ -120,24 +121,64 @@ def compute_table(runner: nn.Module, data: TokenizedData, pad_id: int, batch_siz
     return out
 
 
+CACHE_FORMAT = "alignkit-cache-v2"
+
+
+def tensors_sha256(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and raw bytes (sorted by name): the checksum a cache file
+    carries in its header, so a flipped byte anywhere in the data is caught (issue #14 item 13)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        # A uint8 view hashes the exact stored bytes for every dtype (bfloat16 has no numpy equivalent).
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _cache_problem(path: Path, key: str, valid: Callable[[dict[str, Tensor]], bool]
+                   ) -> tuple[dict[str, Tensor] | None, str]:
+    """(tensors, "") when the file at `path` is a sound cache for `key`; else (None, why not)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except Exception as e:  # noqa: BLE001 - any decoding failure means the file cannot be trusted
+        return None, f"unreadable ({type(e).__name__}: {e})"
+    if meta.get("format") != CACHE_FORMAT or "sha256" not in meta:
+        return None, "has no checksum (written by an older alignkit)"
+    if meta.get("key") != key:
+        return None, f"was computed for key {meta.get('key')!r}, not {key!r}"
+    if tensors_sha256(tensors) != meta["sha256"]:
+        return None, "fails its SHA-256 checksum (corrupted)"
+    try:
+        ok = valid(tensors)
+    except Exception:  # noqa: BLE001 - a missing tensor name is one more way to be invalid
+        ok = False
+    if not ok:
+        return None, "has the wrong tensors or shapes for this data"
+    return tensors, ""
+
+
 def cached_tensors(path: Path, key: str, what: str, compute: Callable[[], dict[str, Tensor]],
                    valid: Callable[[dict[str, Tensor]], bool], *, main: bool, log: Any = print) -> dict[str, Tensor]:
-    """The safetensors file at `path` when it loads and passes `valid`; else `compute()`, written atomically (temp
-    name, then rename) by the main process. A bad cache file is recomputed, never trusted."""
+    """The safetensors cache at `path` when it is sound, else `compute()`, written atomically (temp name, then
+    rename) by the main process. Sound means: it decodes, its header names the `key` it was computed for and a
+    SHA-256 of its tensors that matches (`tensors_sha256`), and it passes `valid` (shapes). Anything else is
+    recomputed with a warning, never trusted: a cache that silently feeds wrong reference or teacher log-probs
+    into the loss would go unnoticed (issue #14 item 13)."""
     if path.exists():
-        try:
-            tensors = load_file(str(path))
-            if valid(tensors):
-                if main:
-                    log(f"{what}: reusing cache {path}")
-                return tensors
-        except Exception as e:  # noqa: BLE001
-            log(f"{what} cache {path} unreadable ({e}); recomputing")
-    tensors = compute()
+        tensors, problem = _cache_problem(path, key, valid)
+        if tensors is not None:
+            if main:
+                log(f"{what}: reusing cache {path} (key and SHA-256 verified)")
+            return tensors
+        log(f"warning: {what} cache {path} {problem}; recomputing")
+    tensors = {k: v.contiguous() for k, v in compute().items()}
     if main:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"key": key})
+        save_file(tensors, str(tmp), metadata={"format": CACHE_FORMAT, "key": key, "sha256": tensors_sha256(tensors)})
         tmp.replace(path)
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
         log(f"{what}: computed {shapes} and cached at {path}")
