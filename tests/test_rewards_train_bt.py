@@ -16,7 +16,7 @@ from alignkit.errors import ConfigError, DataError
 from alignkit.models import load_tokenizer
 from alignkit.rewards.model import RewardModel
 from alignkit.rewards.registry import load_reward
-from alignkit.rewards.train import (
+from alignkit.rewards.training import (
     BTStep,
     RewardTrainConfig,
     RMSource,

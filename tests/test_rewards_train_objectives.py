@@ -14,7 +14,7 @@ from alignkit.errors import ConfigError, DataError
 from alignkit.models import load_tokenizer
 from alignkit.rewards.model import HELPSTEER2_ATTRIBUTES, RewardModel
 from alignkit.rewards.registry import load_reward
-from alignkit.rewards.train import (
+from alignkit.rewards.training import (
     MOREStep,
     PALReward,
     RewardTrainConfig,
@@ -147,7 +147,7 @@ class _Fixed(torch.nn.Module):
 
 def test_more_step_matches_the_worked_example(monkeypatch: pytest.MonkeyPatch) -> None:
     # Spec §7.3: one pair per task, orthogonal unit head gradients → λ = [0.5, 0.5]; loss = 0.6436693.
-    import alignkit.rewards.train as rt
+    import alignkit.rewards.training.steps as rt
 
     monkeypatch.setattr(rt, "_parts", lambda m: (m.backbone, m.score))
     tok = load_tokenizer("tiny-random")
