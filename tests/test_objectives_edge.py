@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
 
 from alignkit.errors import ConfigError
 from alignkit.objectives import OBJECTIVES, LogProbs, describe_objectives, get_objective, is_stateful
+from alignkit.objectives.base import ObjectiveSpec
 
 D = torch.float64
 LOG2 = math.log(2)
@@ -89,15 +91,43 @@ def test_sft_weight_adds_mean_token_nll_of_chosen() -> None:
         assert m["nll_loss"] == pytest.approx(2.0)
 
 
-def test_mm_dpo_batch_beta_is_reproducible_and_bounded() -> None:
-    g = torch.Generator().manual_seed(0)
-    pol = torch.randn(16, 2, dtype=D, generator=g)
-    lp = LogProbs(policy=pol, lengths=torch.ones(16, 2, dtype=D), reference=torch.zeros(16, 2, dtype=D))
-    kw = {"reward_scaling_w": 0.1, "reward_scaling_mode": "batch_beta"}
-    a = get_objective("dpo")(lp, generator=torch.Generator().manual_seed(3), **kw)
-    b = get_objective("dpo")(lp, generator=torch.Generator().manual_seed(3), **kw)
-    assert float(a[0]) == float(b[0])
-    assert a[1]["beta/mean"] >= 1e-3
+def _outlier_batch(n: int = 2000, x: float = 2000.0) -> LogProbs:
+    """h = [0]·(n−1) + [x]: the outlier's Gaussian weight exp(−½z²), z = (n−1)/√n ≈ 44.7, underflows to exactly 0
+    in fp64, so every 80 % subsample holds only zeros whatever the generator draws."""
+    h = torch.zeros(n, dtype=D)
+    h[-1] = x
+    pol = torch.stack([h, torch.zeros(n, dtype=D)], dim=1)
+    return LogProbs(policy=pol, lengths=torch.ones(n, 2, dtype=D), reference=torch.zeros(n, 2, dtype=D))
+
+
+def test_mm_dpo_batch_beta_follows_the_released_formula() -> None:
+    # β_batch = β·(1 + w·(mean(subsample) − mean(h))) = 0.1·(1 + 0.5·(0 − 1)) = 0.05 (mean(h) = 2000/2000)
+    lp = _outlier_batch()
+    for seed in (0, 1):
+        value, m = get_objective("dpo")(lp, reward_scaling_w=0.5, reward_scaling_mode="batch_beta",
+                                        generator=torch.Generator().manual_seed(seed))
+        assert m["beta/mean"] == pytest.approx(0.05, abs=1e-12)
+        # 1999 pairs at h = 0 give log 2 each; the outlier gives softplus(−0.05·2000) ≈ 0
+        assert float(value) == pytest.approx(1999 * LOG2 / 2000, abs=1e-12)
+
+
+def test_mm_dpo_batch_beta_clamps_at_1e_3() -> None:
+    # w = 2: 0.1·(1 + 2·(0 − 1)) = −0.1 → clamped to 1e-3
+    value, m = get_objective("dpo")(_outlier_batch(), reward_scaling_w=2.0, reward_scaling_mode="batch_beta")
+    assert m["beta/mean"] == pytest.approx(1e-3, abs=1e-15)
+    assert float(value) == pytest.approx((1999 * LOG2 + math.log1p(math.exp(-2.0))) / 2000, abs=1e-12)
+
+
+def test_mm_dpo_batch_beta_subsample_is_drawn_from_the_batch() -> None:
+    # h = [−1, 0, 1]: mean 0; two of three are drawn, so the subsample mean is −½, 0 or ½
+    lp = LogProbs(policy=t([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]), lengths=torch.ones(3, 2, dtype=D),
+                  reference=torch.zeros(3, 2, dtype=D))
+    seen = set()
+    for seed in range(20):
+        _, m = get_objective("dpo")(lp, reward_scaling_w=0.5, reward_scaling_mode="batch_beta",
+                                    generator=torch.Generator().manual_seed(seed))
+        seen.add(round(m["beta/mean"], 9))
+    assert seen <= {0.075, 0.1, 0.125} and len(seen) >= 2
 
 
 def test_mm_dpo_per_pair_needs_margins() -> None:
@@ -161,6 +191,14 @@ def test_bco_pair_single_pair_terms_equal() -> None:
     value, m = get_objective("bco_pair")(lp, state={})
     assert m["delta"] == pytest.approx(0.01)
     assert float(value.detach()) == pytest.approx(2 * -math.log(1 / (1 + math.exp(-0.04))))
+
+
+def test_kto_refuses_a_batch_of_one() -> None:
+    # cycling by one would pair the example with itself: z₀ = max(0, ρ) is its own log-ratio (TRL refuses too)
+    lp = unpaired([0.5], [True])
+    lp.extras = {"kl_policy": t([0.5]), "kl_reference": t([0.0])}
+    with pytest.raises(ConfigError, match="batch_size ≥ 2"):
+        get_objective("kto")(lp)
 
 
 def test_kto_batch_without_desirable_items() -> None:
@@ -239,10 +277,14 @@ def test_lipo_lambda_mean_reduction_divides_by_pairs() -> None:
     assert val("lipo_lambda", lp, beta=1.0, reduction="mean") == pytest.approx(0.6745846 / 3, abs=1e-6)
 
 
-def test_listmle_ties_are_deterministic() -> None:
-    a = val("listmle", lists([[1.0, 2.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0)
-    b = val("listmle", lists([[1.0, 2.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0)
-    assert a == b
+def test_listmle_ties_break_by_index() -> None:
+    # s = [1, 2, 0], ψ = [1, 1, 0]: items 0 and 1 tie, index order puts item 0 first, so τ = (0, 1, 2) and
+    # L = [log(e¹ + e² + e⁰) − 1] + [log(e² + e⁰) − 2] + 0 = 1.5345340 (the other order, τ = (1, 0, 2), gives 0.7208677)
+    expected = (math.log(math.e + math.e ** 2 + 1) - 1) + (math.log(math.e ** 2 + 1) - 2)
+    assert expected == pytest.approx(1.5345340, abs=1e-7)
+    assert val("listmle", lists([[1.0, 2.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0) == pytest.approx(expected, abs=1e-9)
+    # swapping the tied items' positions swaps their s: the loss becomes the other order's value
+    assert val("listmle", lists([[2.0, 1.0, 0.0]], [[1.0, 1.0, 0.0]]), beta=1.0) == pytest.approx(0.7208677, abs=1e-7)
 
 
 def test_listnet_sum_norm_rejects_negative_labels() -> None:
@@ -346,12 +388,38 @@ EXPECTED = {"sft", "poft", "dpo", "robust", "ipo", "hinge", "slic", "simpo", "or
             "pair_logistic", "pair_hinge", "pro", "aft", "cut", "dckd", "adpa"}
 
 
+def doc_problems(spec: ObjectiveSpec) -> list[str]:
+    """What an objective's documentation lacks (DESIGN protocol 2: paper, formula, defaults)."""
+    doc = spec.fn.__doc__ or ""
+    problems = []
+    if not spec.paper:
+        problems.append("no paper")
+    if not re.search(r"spec §\d|TRL", doc):
+        problems.append("no source (a spec § or the TRL loss it matches)")
+    if not re.search(r"\bL(_\w+)?\s*=", doc):
+        problems.append("no formula (L = …)")
+    if "default" not in doc.lower():
+        problems.append("no defaults")
+    return problems
+
+
 def test_every_objective_is_registered_and_documented() -> None:
     assert EXPECTED <= set(OBJECTIVES)
     # Names starting with "_" are registered by other tests as throwaway helpers.
     for spec in (s for s in OBJECTIVES.values() if not s.name.startswith("_")):
-        assert spec.paper, spec.name
-        assert spec.fn.__doc__ and "spec" in spec.fn.__doc__.lower() or "TRL" in spec.fn.__doc__, spec.name
+        assert doc_problems(spec) == [], spec.name
+
+
+@pytest.mark.parametrize("doc,missing", [
+    ("TRL `sigmoid`. Default β = 0.1.", "no formula (L = …)"),
+    ("L = −log σ(βh). Default β = 0.1.", "no source (a spec § or the TRL loss it matches)"),
+    ("DPO (spec §1.1): L = −log σ(βh).", "no defaults"),
+    (None, "no formula (L = …)"),
+])
+def test_documentation_check_catches_a_missing_part(doc: str | None, missing: str) -> None:
+    def fn(lp: LogProbs) -> None: ...
+    fn.__doc__ = doc
+    assert missing in doc_problems(ObjectiveSpec("x", fn, "pairwise", True, paper="A 2024"))
 
 
 def test_describe_objectives_rows() -> None:

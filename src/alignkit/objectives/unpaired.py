@@ -61,11 +61,18 @@ def kto(lp: LogProbs, *, beta: float, desirable_weight: float, undesirable_weigh
 
     z₀ = max(0, mean_i[S_θ(y'_i|x_i) − S_ref(y'_i|x_i)]) over mismatched pairs, detached
     (`lp.extras["kl_policy"]`, `lp.extras["kl_reference"]`, each `[B]`);
-    desirable: λ_D·[1 − σ(β(ρ − z₀))]; undesirable: λ_U·[1 − σ(β(z₀ − ρ))]; loss = mean over all B items.
+    L = λ_D·[1 − σ(β(ρ − z₀))] for a desirable item, λ_U·[1 − σ(β(z₀ − ρ))] for an undesirable one; mean over B.
     Defaults β = 0.1, λ_D = λ_U = 1 (for imbalanced data pick λ_D·n_D/(λ_U·n_U) ∈ [1, 4/3]).
-    The batch must hold ≥ 2 examples for the mismatched pairs to mean anything (the engine builds them).
+    A batch of one is refused (ConfigError), as TRL's `KTOTrainer` refuses `per_device_train_batch_size` ≤ 1:
+    cycling by one pairs the example with its own completion, so z₀ = max(0, ρ) is the example's own log-ratio
+    (the paper's z₀ is a KL over *mismatched* prompts and completions), and the loss is flat in ρ above 0 for a
+    desirable example. The check is on the per-process batch `[B, 1]`: the mismatched pairs are built within it
+    even when the engine gathers them from every process.
     Worked: ρ_D = 0.5, ρ_U = −0.3, mismatched [0.2, −0.1] → z₀ = 0.05, loss 0.4900014.
     """
+    if lp.policy.dim() == 2 and lp.policy.shape[0] < 2:
+        raise ConfigError("objective 'kto': a batch of one example makes z₀ the example's own log-ratio (its "
+                          "mismatched pair is itself); use batch_size ≥ 2 per process (TRL refuses it too)")
     rho, desirable = _unpaired(lp, "kto")
     kl_pol = f32(need_extra(lp, "kl_policy", "kto")).detach()
     kl_ref = f32(need_extra(lp, "kl_reference", "kto")).detach()
@@ -88,8 +95,8 @@ def bco(lp: LogProbs, *, beta: float, delta_mode: str, use_udm: bool,
     default, `delta_mode="class_mean"` for the paper's mean of class means), kept in the persistent `state`
     dict the engine passes and checkpoints (keys `delta` or `delta_desirable`/`delta_undesirable`, each
     {"mean", "count"}); `state=None` uses the batch mean.
-    desirable: −log σ(r − δ); undesirable: w(x)·[−log σ(−(r − δ))], w = `lp.extras["udm_weight"]` `[B]` when
-    present and `use_udm`, else 1. Loss = mean over all items. Default β = 0.1.
+    L = −log σ(r − δ) for a desirable item, w(x)·[−log σ(−(r − δ))] for an undesirable one, w =
+    `lp.extras["udm_weight"]` `[B]` when present and `use_udm`, else 1; mean over all items. Default β = 0.1.
     Worked: r = [0.05 | −0.03, 0.01], fresh state → δ = 0.01, loss 0.6799472.
     """
     rho, desirable = _unpaired(lp, "bco")
@@ -109,8 +116,8 @@ def bco(lp: LogProbs, *, beta: float, delta_mode: str, use_udm: bool,
                     beta=0.1, desirable_weight=1.0, undesirable_weight=1.0)
 def apo_zero_unpaired(lp: LogProbs, *, beta: float, desirable_weight: float,
                       undesirable_weight: float) -> tuple[Tensor, Metrics]:
-    """Unpaired APO-zero (TRL KTO `loss_type="apo_zero_unpaired"`): desirable λ_D·[1 − σ(βρ)], undesirable
-    λ_U·σ(βρ); mean over items. No KL term. Defaults β = 0.1, λ_D = λ_U = 1."""
+    """Unpaired APO-zero (TRL KTO `loss_type="apo_zero_unpaired"`): desirable L = λ_D·[1 − σ(βρ)], undesirable
+    L = λ_U·σ(βρ); mean over items. No KL term. Defaults β = 0.1, λ_D = λ_U = 1."""
     rho, desirable = _unpaired(lp, "apo_zero_unpaired")
     losses = torch.where(desirable, desirable_weight * (1 - torch.sigmoid(beta * rho)),
                          undesirable_weight * torch.sigmoid(beta * rho))
