@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.cli import main
+from alignkit.errors import ConfigError, DataError
 from alignkit.evaluate.evaluation import EvalConfig, evaluate
 from alignkit.evaluate.report import summary_table
 
@@ -42,24 +43,68 @@ def test_scoring_a_samples_file_gives_exact_constraint_accuracy(tmp_path: Path, 
     assert [r["reward"] for r in rows] == [1.0, 1.0, 0.0]
 
 
-def test_win_rate_against_a_baseline_counts_ties_half(tmp_path: Path, prompts: Path) -> None:
-    base = tmp_path / "base"
+_OURS = (("a", "this is a short reply written in plain english words"), ("b", "hi"), ("c", "a, b"))  # ifeval 1, 1, 0
+
+
+def _baseline(tmp_path: Path, rewards: tuple[float, ...], spec: str | None, completion: str = "X, Y") -> Path:
+    base = tmp_path / f"base-{spec}"
     base.mkdir()
     (base / "samples.jsonl").write_text("".join(
-        json.dumps({"id": k, "completion": "x", "reward": r}) + "\n" for k, r in (("a", 0.0), ("b", 1.0), ("c", 1.0))))
+        json.dumps({"id": k, "completion": completion, "reward": r}) + "\n" for k, r in zip("abc", rewards, strict=True)))
+    if spec is not None:
+        (base / "eval.json").write_text(json.dumps({"reward": {"value": 0.0, "low": 0.0, "high": 0.0, "name": spec}}))
+    return base
+
+
+def _eval_against(tmp_path: Path, prompts: Path, base: Path, name: str) -> dict:
     samples = tmp_path / "s.jsonl"
-    samples.write_text("".join(json.dumps({"id": k, "completion": v}) + "\n"
-                               for k, v in (("a", "this is a short reply written in plain english words"), ("b", "hi"), ("c", "a, b"))))
-    out = evaluate(EvalConfig(model=None, samples=str(samples), prompts=str(prompts), reward="ifeval",
-                              baseline=str(base), output_dir=str(tmp_path / "run"), n_resamples=200))
+    samples.write_text("".join(json.dumps({"id": k, "completion": v}) + "\n" for k, v in _OURS))
+    return evaluate(EvalConfig(model=None, samples=str(samples), prompts=str(prompts), reward="ifeval",
+                               baseline=str(base), output_dir=str(tmp_path / name), n_resamples=400))
+
+
+def test_win_rate_uses_stored_baseline_rewards_of_the_same_reward_spec(tmp_path: Path, prompts: Path) -> None:
+    out = _eval_against(tmp_path, prompts, _baseline(tmp_path, (0.0, 1.0, 1.0), "ifeval"), "run")
     # a: 1 vs 0 win; b: 1 vs 1 tie; c: 0 vs 1 loss -> (1 + 0.5 + 0) / 3
-    assert out["win_rate"]["value"] == pytest.approx(0.5)
-    assert "baseline" not in out  # the baseline directory has no eval.json to take a "before" from
-    (base / "eval.json").write_text(json.dumps({"constraint_accuracy": {"value": 0.25, "low": 0.1, "high": 0.4},
-                                                "reward": {"value": 0.5, "low": 0.3, "high": 0.7}}))
-    out = evaluate(EvalConfig(model=None, samples=str(samples), prompts=str(prompts), reward="ifeval",
-                              baseline=str(base), output_dir=str(tmp_path / "run2"), n_resamples=200))
-    assert out["baseline"]["constraint_accuracy"]["value"] == 0.25 and out["baseline"]["reward"]["value"] == 0.5
+    assert out["win_rate"]["value"] == pytest.approx(0.5) and out["win_rate"]["baseline_rewards"] == "stored"
+    assert out["baseline"]["reward"]["value"] == pytest.approx(2 / 3)
+    # Paired differences over ids a, b, c: reward (1-0, 1-1, 0-1) -> 0; prompt-strict accuracy: ours (1, 1, 0),
+    # the baseline's "X, Y" fails all three constraints -> 2/3. Resampled means of (1, 1, 0) take the values 0
+    # (P = 1/27 > 2.5%) up to 1 (P = 8/27), so the 95% interval is [0, 1].
+    paired = out["paired_vs_baseline"]
+    assert paired["reward"]["value"] == pytest.approx(0.0) and paired["reward"]["n"] == 3
+    assert paired["constraint_accuracy"] == pytest.approx({"value": 2 / 3, "low": 0.0, "high": 1.0, "n": 3})
+    assert out["baseline"]["constraint_accuracy"]["value"] == 0.0
+
+
+def test_baseline_rewards_of_another_or_unknown_spec_are_rescored(tmp_path: Path, prompts: Path) -> None:
+    for spec, name in (("csr", "run-csr"), (None, "run-unknown")):
+        out = _eval_against(tmp_path, prompts, _baseline(tmp_path, (0.0, 1.0, 1.0), spec), name)
+        # Rescored with ifeval, "X, Y" scores (0, 0, 0): a win, b win, c tie -> 2.5 / 3; the stored (0, 1, 1) would
+        # give 0.5.
+        assert out["win_rate"]["value"] == pytest.approx(2.5 / 3), spec
+        assert out["win_rate"]["baseline_rewards"] == "rescored"
+        assert out["paired_vs_baseline"]["reward"]["value"] == pytest.approx(2 / 3)
+
+
+def test_baseline_on_other_prompts_is_refused(tmp_path: Path, prompts: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "samples.jsonl").write_text("".join(json.dumps({"id": k, "completion": "x"}) + "\n" for k in "ab"))
+    with pytest.raises(DataError, match="not in the baseline"):
+        _eval_against(tmp_path, prompts, base, "run")
+    (base / "samples.jsonl").write_text("".join(json.dumps({"id": k, "completion": "x", "prompt": "Say hi."}) + "\n"
+                                                for k in "abc"))
+    with pytest.raises(DataError, match=r"samples\.jsonl:1.*differs from the evaluated prompt"):
+        _eval_against(tmp_path, prompts, base, "run")
+
+
+def test_kl_from_greedy_samples_is_refused(tmp_path: Path, prompts: Path) -> None:
+    cfg = EvalConfig(model="tiny-random", prompts=str(prompts), reward="csr", reference_model="tiny-random",
+                     output_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="temperature 1"):
+        evaluate(cfg)  # temperature 0 (greedy) is the default
+    assert not (tmp_path / "run").exists()  # refused before anything was loaded or written
 
 
 def test_cli_generates_resumes_and_estimates_kl(tmp_path: Path, prompts: Path) -> None:
@@ -72,9 +117,44 @@ def test_cli_generates_resumes_and_estimates_kl(tmp_path: Path, prompts: Path) -
     headline = json.loads((run / "eval.json").read_text())
     # Policy and reference are the same seeded model, so every log-ratio is zero.
     assert headline["kl"]["value"] == pytest.approx(0.0, abs=1e-4)
+    assert (headline["kl"]["temperature"], headline["kl"]["top_p"]) == (1.0, 1.0)
     assert headline["compute"]["generated_tokens"] > 0
     assert main(args) == 0  # a rerun finds every prompt done and regenerates nothing
     assert [json.loads(x)["completion"] for x in (run / "samples.jsonl").read_text().splitlines()] == \
         [json.loads(x)["completion"] for x in first.splitlines()]
     row = summary_table([run])[0]
     assert row["constraint_accuracy"] is not None and row["kl"] is not None
+
+
+def _five_prompts(path: Path) -> Path:
+    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Tell me about {w}."}) + "\n"
+                            for i, w in enumerate(("cats", "rain", "bread", "ships", "moss"))))
+    return path
+
+
+def test_a_resumed_sampled_eval_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    prompts = _five_prompts(tmp_path / "p.jsonl")
+
+    def cfg(out: str, **kw: object) -> EvalConfig:
+        return EvalConfig(**{"model": "tiny-random", "prompts": str(prompts), "reward": "csr", "temperature": 1.0,
+                             "max_new_tokens": 6, "batch_size": 2, "n_resamples": 50, "output_dir": str(out), **kw})
+
+    full = tmp_path / "full"
+    evaluate(cfg(full))
+    whole = (full / "samples.jsonl").read_text().splitlines()
+    # Interrupted after three rows (the second batch, p2 p3, half written), then resumed.
+    part = tmp_path / "part"
+    evaluate(cfg(part))
+    (part / "samples.jsonl").write_text("\n".join(whole[:3]) + "\n")
+    evaluate(cfg(part))
+    resumed = (part / "samples.jsonl").read_text().splitlines()
+    assert [json.loads(x)["completion"] for x in resumed] == [json.loads(x)["completion"] for x in whole]
+    assert len({json.loads(x)["completion"] for x in whole}) > 1  # really sampled, not one repeated string
+
+    # The same directory under other settings is refused, naming what differs.
+    with pytest.raises(ConfigError, match=r"temperature: 1\.0 there, 0\.5 now"):
+        evaluate(cfg(part, temperature=0.5))
+    with pytest.raises(ConfigError, match="model: 'tiny-random' there, 'other-model' now"):
+        evaluate(cfg(part, model="other-model"))
+    with pytest.raises(ConfigError, match="seed"):
+        evaluate(cfg(part, seed=1))

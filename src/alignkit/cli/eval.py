@@ -22,10 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", help="score this samples.jsonl instead of generating")
     p.add_argument("--prompts", help="suite:test, suite:train, or a JSONL of prompts")
     p.add_argument("--reward", help="reward spec (csr, ifeval, bleu, keyword:..., module:function, rm:DIR)")
-    p.add_argument("--reference-model", help="reference model for the KL estimate")
-    p.add_argument("--baseline", help="run directory (or samples.jsonl) for the win rate")
+    p.add_argument("--reference-model", help="reference model for the KL estimate (needs --temperature 1: the "
+                   "estimate averages over samples of the policy itself)")
+    p.add_argument("--baseline", help="run directory (or samples.jsonl) on the same prompt ids: win rate and "
+                   "paired differences (its completions are rescored unless it used the same --reward)")
     p.add_argument("--limit", type=int, help="evaluate only the first N prompts")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default)")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default); with --samples, the temperature "
+                   "they were drawn at")
     p.add_argument("--output-dir", help="run directory to write")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     p.set_defaults(func=run)

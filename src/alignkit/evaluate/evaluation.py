@@ -4,12 +4,19 @@ What it measures (testtime_eval.md Part B; every headline number with a bootstra
 - constraint following, IFEval prompt- and instruction-level accuracy, strict and loose (B8), for prompts that
   carry verifiable constraints;
 - reward under any Reward (`--reward`): mean and distribution;
-- win rate against a baseline run's samples (matched by prompt id, ties count half), under the same reward;
-- KL(policy ‖ reference): Monte-Carlo estimate from the policy's own samples, with the reference model's
-  log-probs of the same tokens (needs `--reference-model`, and sampling at temperature 1 for an unbiased
-  estimate; a greedy run reports it with a warning flag).
+- win rate against a baseline run's samples (matched by prompt id, ties count half), under the same reward: the
+  baseline's stored rewards are used only if they come from the same reward spec, else its completions are
+  rescored (`alignkit.evaluate.baseline`); `paired_vs_baseline` holds the paired-bootstrap difference to the
+  baseline (reward, constraint accuracy) over the same prompt ids;
+- KL(policy ‖ reference): Monte-Carlo estimate from the policy's own samples at temperature 1 and top_p 1 (the only
+  setting where they are samples of π), with the reference model's log-probs of the same tokens; any other
+  temperature is refused rather than reported biased (`--reference-model` needs `--temperature 1`).
 
-Generation is resumable: rows already in `samples.jsonl` (matched by prompt id) are kept and not regenerated.
+Generation is resumable: rows already in `samples.jsonl` (matched by prompt id) are kept and not regenerated. A
+resume must use the same generation settings (model, samples, max_new_tokens, temperature, top_p; when sampling
+also seed and batch_size) as the run's config.yaml, else it is refused. Batches are cut at fixed positions of the
+prompt list and seeded by their position (prompt i draws from seed_for(seed + batch start, i − batch start)), so a
+resumed evaluation gives exactly the rows of an uninterrupted one (spec C2.8: record seeds).
 """
 
 from __future__ import annotations
@@ -60,23 +67,81 @@ def _constraints(example: PromptExample) -> list[dict[str, Any]]:
     return [dict(c) for c in example.constraints]
 
 
+# Config keys that decide what a generated row is: resuming under other values would mix two evaluations.
+_GENERATION_KEYS = ("model", "samples", "max_new_tokens", "temperature", "top_p")
+_SAMPLING_KEYS = ("seed", "batch_size")  # decide the random streams, so they matter only when sampling
+
+
+def check_resume(cfg: EvalConfig, out_dir: Path) -> None:
+    """Refuse to resume into `out_dir` when its samples were generated under other settings (issue #14.9)."""
+    samples = out_dir / "samples.jsonl"
+    if cfg.samples or not samples.is_file() or not samples.read_bytes().strip():
+        return
+    cfg_path = out_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{samples} has rows but no config.yaml records how they were generated, so they cannot "
+                          "be resumed safely: remove samples.jsonl or choose another --output-dir")
+    import yaml
+
+    try:
+        old = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"invalid YAML: {e}", source=str(cfg_path)) from e
+    if not isinstance(old, dict):
+        raise DataError("expected a mapping at the top level", source=str(cfg_path))
+    keys = _GENERATION_KEYS + (_SAMPLING_KEYS if cfg.temperature > 0 else ())
+    diff = [f"{k}: {old.get(k)!r} there, {getattr(cfg, k)!r} now" for k in keys if old.get(k) != getattr(cfg, k)]
+    if diff:
+        raise ConfigError(f"cannot resume {out_dir}: its samples.jsonl was generated with other settings "
+                          f"({'; '.join(diff)}). Use the same settings, another --output-dir, or remove samples.jsonl")
+
+
+def _done_rows(out: Path, prompts: list[PromptExample]) -> dict[str, dict[str, Any]]:
+    """Rows of a previous (interrupted) run, checked to answer the prompts that now carry their ids."""
+    from alignkit.data.readers.jsonl import iter_jsonl_rows
+
+    expected = {_prompt_id(p, i): p.prompt for i, p in enumerate(prompts)}
+    done: dict[str, dict[str, Any]] = {}
+    if not out.exists():
+        return done
+    for line, row in iter_jsonl_rows(out):
+        if isinstance(row, DataError):
+            raise row
+        if "id" not in row:
+            continue
+        pid = str(row["id"])
+        if pid in expected and "prompt" in row and json.dumps(row["prompt"], sort_keys=True) != \
+                json.dumps(expected[pid], sort_keys=True):
+            raise DataError(f"resumed row for prompt id {pid!r} answers another prompt than the current one; "
+                            "remove samples.jsonl or choose another --output-dir", source=str(out), line=line,
+                            field="prompt")
+        done[pid] = row
+    return done
+
+
 def generate_samples(cfg: EvalConfig, prompts: list[PromptExample], out: Path, model: Any = None,
                      tokenizer: Any = None) -> list[dict[str, Any]]:
-    """Greedy (or sampled) completions for every prompt, appended to `out` as they finish (resumable)."""
+    """Greedy (or sampled) completions for every prompt, appended to `out` as they finish (resumable).
+
+    Batches are the fixed slices prompts[k·B:(k+1)·B] (B = batch_size) seeded with seed + k·B, whatever was done
+    before, so each prompt's sample depends only on (seed, B, its position) and resumed == uninterrupted."""
     from alignkit.decode.hf import HFSampler
     from alignkit.models import load_model
 
-    done = {row["id"]: row for row in _read_samples(out) if "id" in row}
-    todo = [(i, p) for i, p in enumerate(prompts) if _prompt_id(p, i) not in done]
-    if todo:
+    done = _done_rows(out, prompts)
+    batches = [[(i, prompts[i]) for i in range(start, min(start + cfg.batch_size, len(prompts)))]
+               for start in range(0, len(prompts), cfg.batch_size)]
+    batches = [b for b in batches if any(_prompt_id(p, i) not in done for i, p in b)]
+    if batches:
         if model is None:
             if cfg.model is None:
                 raise ConfigError("eval needs --model (to generate) or --samples (to score existing outputs)")
             model, tokenizer = load_model(cfg.model)
         sampler = HFSampler(model, tokenizer)
-        with out.open("a", encoding="utf-8") as f, tqdm(total=len(todo), desc="generating", unit="prompt") as bar:
-            for start in range(0, len(todo), cfg.batch_size):
-                chunk = todo[start:start + cfg.batch_size]
+        todo = sum(len(b) for b in batches)
+        with out.open("a", encoding="utf-8") as f, tqdm(total=todo, desc="generating", unit="prompt") as bar:
+            for chunk in batches:
+                start = chunk[0][0]
                 before = sampler.compute.as_dict()
                 t0 = time.perf_counter()
                 results = sampler.sample([p.prompt for _, p in chunk], n=1, max_new_tokens=cfg.max_new_tokens,
@@ -85,6 +150,8 @@ def generate_samples(cfg: EvalConfig, prompts: list[PromptExample], out: Path, m
                 after = sampler.compute.as_dict()
                 per = {k: (after[k] - before[k]) / len(chunk) for k in after}
                 for (i, p), samples in zip(chunk, results, strict=True):
+                    if _prompt_id(p, i) in done:  # a batch cut short by an interrupt: keep what was written
+                        continue
                     s = samples[0]
                     row = {"id": _prompt_id(p, i), "prompt": p.prompt, "completion": s.text,
                            "finish_reason": s.finish_reason, "logprob": s.logprob,
@@ -111,32 +178,22 @@ def _rows_from_samples_file(path: str, prompts: list[PromptExample]) -> list[dic
     return out
 
 
-def _baseline_rewards(baseline: str) -> dict[str, float]:
-    path = Path(baseline)
-    path = path / "samples.jsonl" if path.is_dir() else path
-    rows = _read_samples(path)
-    if not rows:
-        raise DataError("baseline has no samples", source=str(path))
-    missing = [i for i, r in enumerate(rows) if "reward" not in r or "id" not in r]
-    if missing:
-        raise DataError(f"{len(missing)} baseline rows lack `id` or `reward` (first at row {missing[0] + 1})",
-                        source=str(path))
-    return {str(r["id"]): float(r["reward"]) for r in rows}
+def check_kl_config(cfg: EvalConfig) -> None:
+    """The KL estimate is a mean over samples *of the policy*: only temperature 1 and top_p 1 draw from π itself;
+    greedy or tempered samples make it biased, so they are refused (issue #13.6), not flagged and reported."""
+    if not cfg.reference_model:
+        return
+    if cfg.temperature != 1.0 or cfg.top_p != 1.0:
+        raise ConfigError(f"--reference-model: the KL estimate needs samples drawn from the policy at temperature 1 "
+                          f"and top_p 1 (got temperature={cfg.temperature}, top_p={cfg.top_p}); greedy or truncated "
+                          "samples give a biased estimate. Add --temperature 1 (with --samples: only if they were "
+                          "drawn that way) or drop --reference-model")
+    if cfg.model is None:
+        raise ConfigError("--reference-model needs --model: the policy whose samples are scored (log π − log π_ref)")
 
 
-def _baseline_headline(baseline: str) -> dict[str, Any]:
-    """The baseline run's constraint accuracy and reward estimates, when it is a run directory with eval.json."""
-    path = Path(baseline) / "eval.json"
-    if not path.is_file():
-        return {}
-    try:
-        ev = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"bad JSON ({e.msg})", source=str(path), line=e.lineno) from e
-    return {k: ev[k] for k in ("constraint_accuracy", "reward") if isinstance(ev.get(k), dict)}
-
-
-def _kl(cfg: EvalConfig, rows: list[dict[str, Any]], model: Any, tokenizer: Any) -> dict[str, Any]:
+def _kl(cfg: EvalConfig, prompt_examples: list[PromptExample], rows: list[dict[str, Any]], model: Any,
+        tokenizer: Any) -> dict[str, Any]:
     from alignkit.decode.hf import HFSampler
     from alignkit.evaluate.kl import kl_estimate
     from alignkit.models import load_model
@@ -144,29 +201,79 @@ def _kl(cfg: EvalConfig, rows: list[dict[str, Any]], model: Any, tokenizer: Any)
     if model is None:
         model, tokenizer = load_model(cfg.model)  # type: ignore[arg-type]
     ref_model, ref_tok = load_model(cfg.reference_model)  # type: ignore[arg-type]
-    prompts = [r["prompt"] for r in rows]
+    prompts = [p.prompt for p in prompt_examples]  # a --samples file need not repeat the prompts
     completions = [r["completion"] for r in rows]
     pol = [sum(x) for x in HFSampler(model, tokenizer).score_logprobs(prompts, completions)]
     ref = [sum(x) for x in HFSampler(ref_model, ref_tok).score_logprobs(prompts, completions)]
-    est = kl_estimate(pol, ref, seed=cfg.seed)
-    return {**_est(est), "sampled_at_temperature": cfg.temperature}
+    est = kl_estimate(pol, ref, seed=cfg.seed, n_resamples=cfg.n_resamples)
+    return {**_est(est), "unit": "nats per sequence", "reference_model": cfg.reference_model,
+            "estimator": "mean of log pi(y|x) - log pi_ref(y|x) over y sampled from the policy at temperature 1, "
+                         "top_p 1", "temperature": cfg.temperature, "top_p": cfg.top_p}
 
 
 def _est(e: Any) -> dict[str, Any]:
     return {"value": float(e.value), "low": float(e.low), "high": float(e.high), "n": int(e.n)}
 
 
+def _score(cfg: EvalConfig, reward: Any, prompts: list[PromptExample], completions: list[str]) -> list[float]:
+    from alignkit.rewards.base import check_result
+
+    context: dict[str, Any] = {"constraints": [_constraints(p) for p in prompts],
+                               "references": [list(p.references) for p in prompts]}
+    return [float(x) for x in check_result(cfg.reward, reward([p.prompt for p in prompts], completions, **context),
+                                           len(completions)).scores]
+
+
+def _strict_all(prompts: list[PromptExample], completions: list[str], idx: list[int]
+                ) -> tuple[list[list[bool]], list[list[bool]]]:
+    from alignkit.evaluate.ifeval import check_instructions
+
+    return check_instructions(
+        [prompt_text(prompts[i].prompt) for i in idx], [completions[i] for i in idx],
+        [[c["id"] for c in _constraints(prompts[i])] for i in idx],
+        [[c.get("kwargs", {}) or {} for c in _constraints(prompts[i])] for i in idx])
+
+
+def _compare_baseline(cfg: EvalConfig, reward: Any, prompts: list[PromptExample], rows: list[dict[str, Any]],
+                      constrained: list[int], strict: list[list[bool]]) -> dict[str, Any]:
+    """win_rate, baseline ("before") and paired_vs_baseline, all over the same prompt ids and the same reward."""
+    from alignkit.evaluate.baseline import baseline_reward_spec, baseline_rows, stored_rewards
+    from alignkit.evaluate.reward import win_rate
+    from alignkit.evaluate.stats import mean_ci, paired_bootstrap, proportion_ci
+
+    assert cfg.baseline is not None
+    kw = {"seed": cfg.seed, "n_resamples": cfg.n_resamples}
+    base = baseline_rows(cfg.baseline, prompts, [r["id"] for r in rows])
+    stored = stored_rewards(base) if baseline_reward_spec(cfg.baseline) == cfg.reward else None
+    base_rewards = stored if stored is not None else _score(cfg, reward, prompts, [r["completion"] for r in base])
+    rewards = [float(r["reward"]) for r in rows]
+    how = "stored" if stored is not None else "rescored"
+    out: dict[str, Any] = {
+        "win_rate": {**_est(win_rate(rewards, base_rewards, **kw)), "baseline": cfg.baseline,
+                     "baseline_rewards": how},
+        "baseline": {"reward": {**_est(mean_ci(base_rewards, **kw)), "name": cfg.reward, "rewards": how}},
+        "paired_vs_baseline": {"reward": _est(paired_bootstrap(rewards, base_rewards, **kw))},
+    }
+    if constrained:
+        base_strict, _ = _strict_all(prompts, [r["completion"] for r in base], constrained)
+        ours = [float(all(s)) for s in strict]
+        theirs = [float(all(s)) for s in base_strict]
+        out["baseline"]["constraint_accuracy"] = _est(proportion_ci(theirs, **kw))
+        out["paired_vs_baseline"]["constraint_accuracy"] = _est(paired_bootstrap(ours, theirs, **kw))
+    return out
+
+
 def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
     """Run the evaluation and write `config.yaml`, `samples.jsonl` and `eval.json` into `cfg.output_dir`."""
     from alignkit.data.build.common import load_prompts
-    from alignkit.evaluate.ifeval import check_instructions, ifeval_accuracy
-    from alignkit.evaluate.reward import win_rate
+    from alignkit.evaluate.ifeval import ifeval_accuracy
     from alignkit.evaluate.stats import mean_ci
-    from alignkit.rewards.base import check_result
     from alignkit.rewards.registry import load_reward
 
+    check_kl_config(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_resume(cfg, out_dir)  # before config.yaml is overwritten with this run's settings
     save_config(cfg, out_dir / "config.yaml")
     prompts = load_prompts(cfg.prompts)[: cfg.limit]
     if not prompts:
@@ -178,11 +285,8 @@ def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[
         rows = generate_samples(cfg, prompts, samples_path, model, tokenizer)
 
     reward = load_reward(cfg.reward)
-    context: dict[str, Any] = {"constraints": [_constraints(p) for p in prompts],
-                               "references": [list(p.references) for p in prompts]}
-    result = check_result(cfg.reward, reward([p.prompt for p in prompts], [r["completion"] for r in rows],
-                                             **context), len(rows))
-    for row, score in zip(rows, result.scores, strict=True):
+    scores = _score(cfg, reward, prompts, [r["completion"] for r in rows])
+    for row, score in zip(rows, scores, strict=True):
         row["reward"] = score
         row["compute"] = {**row.get("compute", {}), "reward_calls": row.get("compute", {}).get("reward_calls", 0) + 1}
     # Rewrite the samples with their rewards (atomically) so reports and later win rates can read them.
@@ -192,31 +296,20 @@ def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[
 
     headline: dict[str, Any] = {"method": cfg.method or cfg.model or Path(cfg.samples or "samples").stem,
                                 "n_prompts": len(prompts)}
-    headline["reward"] = {**_est(mean_ci([r["reward"] for r in rows], seed=cfg.seed, n_resamples=cfg.n_resamples)),
-                          "name": cfg.reward}
+    headline["reward"] = {**_est(mean_ci(scores, seed=cfg.seed, n_resamples=cfg.n_resamples)), "name": cfg.reward}
     constrained = [i for i, p in enumerate(prompts) if p.constraints]
+    strict: list[list[bool]] = []
     if constrained:
-        strict, loose = check_instructions(
-            [prompt_text(prompts[i].prompt) for i in constrained], [rows[i]["completion"] for i in constrained],
-            [[c["id"] for c in _constraints(prompts[i])] for i in constrained],
-            [[c.get("kwargs", {}) or {} for c in _constraints(prompts[i])] for i in constrained])
+        strict, loose = _strict_all(prompts, [r["completion"] for r in rows], constrained)
         acc = ifeval_accuracy(strict, loose, [[c["id"] for c in _constraints(prompts[i])] for i in constrained],
                               seed=cfg.seed, n_resamples=cfg.n_resamples)
         headline["ifeval"] = {k: _est(getattr(acc, k)) for k in
                               ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")}
         headline["constraint_accuracy"] = headline["ifeval"]["prompt_strict"]
     if cfg.baseline:
-        base = _baseline_rewards(cfg.baseline)
-        paired = [(r["reward"], base[r["id"]]) for r in rows if r["id"] in base]
-        if not paired:
-            raise DataError("no prompt ids in common with the baseline", source=cfg.baseline)
-        wr = win_rate([a for a, _ in paired], [b for _, b in paired], seed=cfg.seed)
-        headline["win_rate"] = {**_est(wr), "baseline": cfg.baseline}
-        before = _baseline_headline(cfg.baseline)
-        if before:
-            headline["baseline"] = before  # the "before" of the report's before/after plot
+        headline.update(_compare_baseline(cfg, reward, prompts, rows, constrained, strict))
     if cfg.reference_model:
-        headline["kl"] = _kl(cfg, rows, model, tokenizer)
+        headline["kl"] = _kl(cfg, prompts, rows, model, tokenizer)
     totals: dict[str, float] = {}
     for r in rows:
         for k, v in r.get("compute", {}).items():
