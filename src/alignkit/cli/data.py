@@ -21,6 +21,9 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, help="file format (default: from the file name; a directory is "
                                                      "a datasets directory)")
     p.add_argument("--split", help="split of a datasets directory with several splits")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="accept an input with no records (empty file, header-only CSV, zero-row Parquet); "
+                        "by default that is an error")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   alignkit data validate ranked.parquet --kind listwise
   alignkit data validate pairs.jsonl --on-bad-record skip     # report how many would be skipped, and why
   alignkit data validate ./my_dataset --split train          # a datasets directory (save_to_disk or data files)
-exit status: 0 when every record is valid (or with --on-bad-record skip), 1 when any is bad.
+exit status: 0 when every record is valid (or with --on-bad-record skip), 1 when any is bad, when the file
+cannot be read, or when it holds no records (unless --allow-empty).
 """)
     p.add_argument("file", metavar="FILE", help="JSONL, JSON, Parquet, CSV/TSV file or datasets directory")
     _add_input_options(p)
@@ -109,8 +113,9 @@ def _add_build(actions: argparse._SubParsersAction) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        result = read_records(args.file, args.kind, on_bad_record="skip", format=args.format, split=args.split)
-    except DataError as e:  # the file as a whole is unreadable
+        result = read_records(args.file, args.kind, on_bad_record="skip", format=args.format, split=args.split,
+                              allow_empty=args.allow_empty)
+    except DataError as e:  # the file as a whole is unreadable, or empty without --allow-empty
         print(e)
         return 1
     if args.on_bad_record == "skip":
@@ -143,7 +148,7 @@ def _weights(text: str | None) -> dict[str, float] | None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     result = read_records(args.input, args.kind, on_bad_record=args.on_bad_record, format=args.format,
-                          split=args.split)
+                          split=args.split, allow_empty=args.allow_empty)
     print(result.summary(), file=sys.stderr)
     records, stats = convert(result.records, result.kind, args.to, mode=args.mode, with_margin=args.with_margin,
                              attribute=args.attribute, weights=_weights(args.weights), score=args.score)
@@ -157,7 +162,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from alignkit.data.stats import describe
 
     result = read_records(args.file, args.kind, on_bad_record=args.on_bad_record, format=args.format,
-                          split=args.split)
+                          split=args.split, allow_empty=args.allow_empty)
     tokenizer = None
     if not args.no_tokens:
         from alignkit.models import load_tokenizer

@@ -87,6 +87,13 @@ class ReadResult:
         parts = [f"{n} × {reason}" for reason, n in self.skip_counts().most_common()]
         return text + f", {len(self.skipped)} bad records skipped: " + "; ".join(parts)
 
+    def skip_report(self) -> dict[str, Any]:
+        """A JSON-ready account of what was read and skipped (counts by reason, then every FILE:LINE and why);
+        `alignkit train --on-bad-record skip` writes it into the run directory as data_skipped.json."""
+        return {"source": self.source, "kind": self.kind, "records": len(self.records), "skipped": len(self.skipped),
+                "skipped_by_reason": dict(self.skip_counts().most_common()),
+                "skipped_records": [{"where": where, "reason": reason} for where, reason in self.skipped]}
+
 
 def _reason_category(reason: str) -> str:
     return re.sub(r"\s*\(.*\)$", "", reason)
@@ -123,12 +130,15 @@ def iter_records(source: str | Path | Any, kind: str | None = None, *, on_bad_re
 
 
 def read_records(source: str | Path | Any, kind: str | None = None, *, on_bad_record: OnBadRecord = "error",
-                 format: str | None = None, split: str | None = None) -> ReadResult:
+                 format: str | None = None, split: str | None = None, allow_empty: bool = False) -> ReadResult:
     """Read a JSONL/JSON/Parquet/CSV/TSV file, a `datasets` directory (`save_to_disk` output or a folder of
     data files) or an in-memory `datasets.Dataset` into validated records of one kind.
 
     `kind=None` auto-detects it from the first row's columns. `on_bad_record="error"` raises the first
     `DataError` (naming file, line/row and field); `"skip"` skips bad records and lists them in `skipped`.
+    An input with no rows at all (an empty file, a CSV with only its header, a zero-row Parquet file) raises
+    `DataError` unless `allow_empty=True` (issue #14.4): an empty input is far more often a mistake upstream
+    than an intended no-op. Blank lines do not count as rows; a bad row does.
     """
     skipped: list[tuple[str, str]] = []
     name = (str(source) if isinstance(source, (str, os.PathLike))
@@ -143,15 +153,13 @@ def read_records(source: str | Path | Any, kind: str | None = None, *, on_bad_re
             yield record
 
     records = list(tracked())
-    found = kind or detected.get("kind")
-    if found is None:
-        if skipped:
-            found = "unknown"
-        elif kind is None:
-            raise DataError("no records found, so the data kind cannot be detected; pass kind=", source=name)
-        else:
-            found = kind
-    return ReadResult(records, found, name, skipped)
+    if not records and not skipped:
+        if not allow_empty:
+            undetectable = ", so the data kind cannot be detected" if kind is None else ""
+            raise DataError(f"empty input: no records found{undetectable}; pass allow_empty=True (--allow-empty) "
+                            "if that is intended", source=name)
+        return ReadResult(records, kind or "unknown", name, skipped)
+    return ReadResult(records, kind or detected.get("kind") or "unknown", name, skipped)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -110,8 +110,15 @@ class _Row:
                 raise self.error(name, "empty prompt")
             return value
         if isinstance(value, list):
-            return self.messages(name, value)
+            return self.chat_prompt(name, self.messages(name, value))
         raise self.error(name, f"expected a string or a list of chat messages, got {type_name(value)}")
+
+    def chat_prompt(self, name: str, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """A chat prompt must say something, as a string prompt must (issue #14.3): one whose every message is
+        empty would train on the template alone."""
+        if not any(m["content"].strip() for m in messages):
+            raise self.error(name, "empty prompt (every message's content is empty)")
+        return messages
 
     def completion(self, name: str, value: Any = None) -> str:
         """A completion: a string, or (TRL's conversational form) a list holding one assistant message."""
@@ -135,7 +142,8 @@ def _split_conversation(row: _Row, name: str) -> tuple[list[dict[str, str]], str
         raise row.error(name, "the last message must be the assistant's (it becomes the completion)")
     if len(messages) < 2:
         raise row.error(name, "needs at least one turn before the assistant's (it becomes the prompt)")
-    return messages[:-1], row.completion(f"{name}[{len(messages) - 1}].content", messages[-1]["content"])
+    prompt = row.chat_prompt(name, messages[:-1])
+    return prompt, row.completion(f"{name}[{len(messages) - 1}].content", messages[-1]["content"])
 
 
 def _prompt_and_completion(row: _Row) -> tuple[Any, str, set[str]]:
@@ -165,7 +173,18 @@ def _implicit_prompt(row: _Row) -> tuple[list[dict[str, str]], str, str]:
                                   "every turn except one final assistant turn")
     if shared == 0:
         raise row.error("prompt", "missing field (chosen and rejected share no turns to use as the prompt)")
-    return chosen[:shared], chosen[shared]["content"], rejected[shared]["content"]
+    return row.chat_prompt("prompt", chosen[:shared]), chosen[shared]["content"], rejected[shared]["content"]
+
+
+def _check_consistent_scores(row: _Row, texts: list[str], numbers: list[float]) -> None:
+    """The same completion scored twice with different scores contradicts itself (as chosen == rejected does
+    for a pair, issue #14.3); repeated with the same score it is a harmless tie."""
+    first: dict[str, int] = {}
+    for j, text in enumerate(texts):
+        i = first.setdefault(text, j)
+        if numbers[i] != numbers[j]:
+            raise row.error(f"completions[{j}]", f"identical to completions[{i}] but scored differently "
+                                                 f"({numbers[i]:g} vs {numbers[j]:g})")
 
 
 def _parse(row: _Row, kind: str) -> tuple[Record, set[str]]:
@@ -206,6 +225,7 @@ def _parse(row: _Row, kind: str) -> tuple[Record, set[str]]:
             raise row.error("scores", f"{len(scores)} scores for {len(completions)} completions")
         texts = [row.completion(f"completions[{i}]", c) for i, c in enumerate(completions)]
         numbers = [row.number(f"scores[{i}]", s) for i, s in enumerate(scores)]
+        _check_consistent_scores(row, texts, numbers)
         return ListwiseExample(prompt, texts, numbers), {"prompt", "completions", "scores"}
     if kind == "scored":
         prompt, completion, used = _prompt_and_completion(row)
@@ -235,6 +255,7 @@ def _parse(row: _Row, kind: str) -> tuple[Record, set[str]]:
             prompt: Any = messages[:-1] if messages[-1]["role"] == "assistant" else messages
             if not prompt:
                 raise row.error("messages", "no turns before the assistant's to use as the prompt")
+            row.chat_prompt("messages", prompt)
             used = (used - {"prompt"}) | {"messages"}
         else:
             prompt = row.prompt()

@@ -4,6 +4,7 @@ the type names error messages use."""
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -37,3 +38,65 @@ def type_name(value: Any) -> str:
         return "null"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "an object"}.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON with duplicate keys detected (issue #14.1): `json.loads` keeps the last value of a repeated key, so a row
+# with "chosen" twice would validate with one of the two answers silently dropped.
+
+
+class _RepeatedKeys(dict):
+    """A JSON object whose text repeated a key; `repeated` is the first such key."""
+
+    repeated: str = ""
+
+
+def loads_json(text: str) -> tuple[Any, bool]:
+    """`json.loads(text)` and whether any object in it repeated a key (then `duplicate_key_path` finds it).
+
+    Raises what `json.loads` raises (ValueError, RecursionError)."""
+    found = False
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        found = True
+        tagged = _RepeatedKeys(obj)
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                tagged.repeated = key
+                break
+            seen.add(key)
+        return tagged
+
+    return json.loads(text, object_pairs_hook=hook), found
+
+
+def own_duplicate_key(value: Any) -> str | None:
+    """The key this very object repeated (not its children), or None."""
+    return value.repeated if isinstance(value, _RepeatedKeys) else None
+
+
+def duplicate_key_path(value: Any) -> str | None:
+    """Path of the first repeated key inside `value` ("chosen", "prompt[0].role"), or None.
+
+    Depth-first with an explicit stack: the JSON may be nested as deeply as the parser allows."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, _RepeatedKeys):
+            return f"{path}.{node.repeated}" if path else node.repeated
+        if isinstance(node, dict):
+            children = [(f"{path}.{k}" if path else str(k), v) for k, v in node.items()]
+        elif isinstance(node, list):
+            children = [(f"{path}[{i}]", v) for i, v in enumerate(node)]
+        else:
+            continue
+        stack.extend(reversed(children))  # reversed: pop() visits them in document order
+    return None
+
+
+DUPLICATE_KEY = "duplicate key in a JSON object (a reader would keep only the last value)"

@@ -1,15 +1,24 @@
 """CSV and TSV files: cells of list/mapping/number columns hold JSON, `label` holds true/false, and a text cell
-that is a JSON list of chat messages is read as messages. Positions are 0-based data-row indices."""
+that is a JSON list of objects is read as chat messages. Positions are 0-based data-row indices; messages about
+quoting also name the physical lines (1-based, the header is line 1).
+
+Quoting is read strictly (RFC 4180): a quoted field must be followed by a delimiter or the end of the line. A
+stray quote at the start of a field otherwise opens a field that runs on until the next quote character, silently
+swallowing the rows in between (issue #14.2); strict reading turns that into an error on the record where the
+quote opened, and reading resumes on the next physical line, so the rows after it are still read and counted.
+A record that legitimately spans lines (a quoted cell with newlines) still reads as one record.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alignkit.data.readers.common import RowStream, read_bytes
+from alignkit.data.readers.common import DUPLICATE_KEY, RowStream, duplicate_key_path, loads_json, read_bytes
 from alignkit.errors import DataError
 
 # Cells of these columns hold JSON in CSV files (lists, mappings, numbers, booleans).
@@ -19,6 +28,16 @@ _CSV_NUMBER_FIELDS = frozenset({"margin", "score"})
 _CSV_MAYBE_MESSAGES = frozenset({"prompt", "chosen", "rejected", "completion"})
 
 
+def _json_cell(name: str, value: str, source: str, row: int) -> Any:
+    """A cell's JSON, with a repeated key reported like in JSON files; raises ValueError/RecursionError."""
+    parsed, repeated = loads_json(value)
+    if repeated:
+        where = duplicate_key_path(parsed)
+        field = name if where is None else f"{name}.{where}" if where[0] != "[" else f"{name}{where}"
+        raise DataError(DUPLICATE_KEY, source=source, line=row, field=field)
+    return parsed
+
+
 def csv_cell(name: str, value: str, source: str, row: int) -> Any:
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         raise DataError("invalid UTF-8", source=source, line=row, field=name)
@@ -26,7 +45,7 @@ def csv_cell(name: str, value: str, source: str, row: int) -> Any:
         if value.strip() == "":
             return None
         try:
-            return json.loads(value)
+            return _json_cell(name, value, source, row)
         except (ValueError, RecursionError):
             if name in _CSV_NUMBER_FIELDS:
                 raise DataError(f"expected a number, got {value!r}", source=source, line=row, field=name) from None
@@ -39,36 +58,64 @@ def csv_cell(name: str, value: str, source: str, row: int) -> Any:
             return False
         raise DataError(f"expected true/false, got {value!r}", source=source, line=row, field=name)
     if name in _CSV_MAYBE_MESSAGES and value.lstrip().startswith("[{"):
-        # A chat-message list stored as JSON; a plain string that only looks like one stays a string.
+        # A chat-message list stored as JSON; text that only looks like one (not valid JSON) stays a string. A
+        # valid JSON list of objects is messages even when one lacks its `role`: validation then says so, where
+        # keeping it as a literal string prompt would train on the JSON text (issue #14.3).
         try:
-            parsed = json.loads(value)
+            parsed = _json_cell(name, value, source, row)
         except (ValueError, RecursionError):
             return value
-        if isinstance(parsed, list) and all(isinstance(m, dict) and "role" in m for m in parsed):
+        if isinstance(parsed, list) and all(isinstance(m, dict) for m in parsed):
             return parsed
     return value
 
 
+def _records(lines: list[str], delimiter: str) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+    """`(first, last, cells)` for each CSV record, with its physical lines (1-based); `cells` is the csv.Error for
+    a malformed record, after which reading restarts on the line after that record's first line."""
+    start = 0  # index in `lines` where the current reader began
+    while start < len(lines):
+        reader = csv.reader(itertools.islice(lines, start, None), delimiter=delimiter, strict=True)
+        done = 0  # lines this reader has consumed before the record being read
+        try:
+            for cells in reader:
+                yield start + done + 1, start + reader.line_num, cells
+                done = reader.line_num
+            return
+        except csv.Error as e:
+            first = start + done + 1
+            yield first, start + reader.line_num, e
+            start = first  # `first` is 1-based, so as an index it is the next line
+
+
 def csv_rows(path: Path, delimiter: str) -> RowStream:
     data = read_bytes(path)
+    source = str(path)
     # surrogateescape keeps reading past invalid bytes so the bad row alone can be reported (and skipped).
     text = data.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            return
-        if len(set(header)) != len(header):
-            raise DataError(f"duplicate column names in the header {header}", source=str(path))
-        for i, cells in enumerate(reader):
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                yield i, DataError(f"expected {len(header)} cells, found {len(cells)}", source=str(path), line=i)
-                continue
-            try:
-                yield i, {name: csv_cell(name, value, str(path), i) for name, value in zip(header, cells, strict=True)}
-            except DataError as e:
-                yield i, e
-    except csv.Error as e:
-        raise DataError(f"bad CSV ({e})", source=str(path)) from None
+    # The same line splitting the csv module does on a file opened with newline="".
+    records = _records(list(io.StringIO(text, newline="")), delimiter)
+    first = next(records, None)
+    if first is None:
+        return
+    if isinstance(first[2], csv.Error):
+        raise DataError(f"bad CSV header ({first[2]})", source=source)
+    header = first[2]
+    if len(set(header)) != len(header):
+        raise DataError(f"duplicate column names in the header {header}", source=source)
+    for i, (top, bottom, cells) in enumerate(records):
+        if isinstance(cells, csv.Error):
+            span = f"physical line {top}" + (f" (read on to line {bottom})" if bottom != top else "")
+            yield i, DataError(f"bad CSV quoting ({cells}) in the record starting on {span}; a stray quote? "
+                               "Quote a field whole and double any quote inside it", source=source, line=i)
+            continue
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            hint = f" (one record over physical lines {top}-{bottom}: a stray quote?)" if top != bottom else ""
+            yield i, DataError(f"expected {len(header)} cells, found {len(cells)}{hint}", source=source, line=i)
+            continue
+        try:
+            yield i, {name: csv_cell(name, value, source, i) for name, value in zip(header, cells, strict=True)}
+        except DataError as e:
+            yield i, e

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from alignkit.data.readers.common import open_binary, type_name
+from alignkit.data.readers.common import DUPLICATE_KEY, duplicate_key_path, loads_json, open_binary, type_name
 from alignkit.errors import DataError
 
 
@@ -22,13 +22,15 @@ def parse_json_line(raw: bytes, source: str, line: int) -> dict[str, Any]:
     if line == 1:
         text = text.lstrip("\ufeff")
     try:
-        value = json.loads(text)
+        value, repeated = loads_json(text)
     except RecursionError:
         raise DataError("bad JSON (nested too deeply)", source=source, line=line) from None
     except ValueError as e:
         raise DataError(f"bad JSON ({e})", source=source, line=line) from None
     if not isinstance(value, dict):
         raise DataError(f"expected a JSON object, got {type_name(value)}", source=source, line=line)
+    if repeated:
+        raise DataError(DUPLICATE_KEY, source=source, line=line, field=duplicate_key_path(value))
     return value
 
 
