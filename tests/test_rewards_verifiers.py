@@ -55,6 +55,41 @@ def test_ifeval_checkers_pass_and_fail(cid: str, kwargs: dict, good: str, bad: s
     assert one(cid, bad, **kwargs)["strict"] is False
 
 
+# Sentence counts that NLTK's trained English Punkt model gives (Kiss & Strunk 2006): abbreviations, initials,
+# decimals and dotted forms do not end a sentence; an abbreviation before a frequent sentence starter does.
+PUNKT_CASES = [
+    ("Dr. Smith met Mr. Jones at 3 p.m. on Jan. 5. They talked.", 2),
+    ("The U.S. economy grew. Prices rose.", 2),
+    ("He paid $5.50 for it. That was cheap.", 2),
+    ("Mrs. Brown vs. Mr. Green, e.g. in court, i.e. today.", 1),
+    ("J. R. R. Tolkien wrote books. He died in 1973.", 2),
+    ("I bought apples, pears, etc. The rest was fine.", 2),
+    ("We met at 5 p.m. The talk began.", 2),
+    ('He said "Stop." Then he left.', 2),
+    ("Is it late? Yes! Go home.", 3),
+    ("Wait... what happened? Nothing.", 2),
+]
+
+
+@pytest.mark.parametrize("text,n", PUNKT_CASES)
+def test_number_sentences_counts_like_punkt(text: str, n: int) -> None:
+    kw = {"relation": "at least"}
+    assert one("length_constraints:number_sentences", text, num_sentences=n, **kw)["strict"]
+    assert not one("length_constraints:number_sentences", text, num_sentences=n + 1, **kw)["strict"]
+
+
+def test_offline_sentence_split_keeps_abbreviations_inside_sentences() -> None:
+    from if_verifiable.ifeval import instructions_util
+
+    from alignkit.rewards.verifiers import install_offline_nltk
+
+    install_offline_nltk()
+    assert instructions_util.nltk.sent_tokenize("Dr. Smith met Mr. Jones at 3 p.m. on Jan. 5. They talked.") == [
+        "Dr. Smith met Mr. Jones at 3 p.m. on Jan. 5.", "They talked."]
+    assert instructions_util.nltk.word_tokenize("Mr. Jones left. He ran.") == [
+        "Mr.", "Jones", "left", ".", "He", "ran", "."]
+
+
 def test_sentence_splitting_verifiers_work_offline() -> None:
     # number_sentences uses NLTK's punkt model in IFEval; here the offline splitter stands in.
     kw = {"num_sentences": 3, "relation": "at least"}

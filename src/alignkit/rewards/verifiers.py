@@ -15,9 +15,13 @@ Rewards: `ifeval` = 1.0 iff every constraint is followed (prompt-level accuracy)
 result's attributes hold the per-constraint outcomes and all four aggregates (strict/loose × all/rate).
 
 Offline: NLTK's `punkt`/`punkt_tab` data cannot be downloaded here, so `install_offline_nltk()` points the IFEval
-sentence counter and word tokenizer at a regex sentence splitter (the package's own `split_into_sentences`, the
-same rule-based splitter IFEval uses for `nth` sentence checks) and NLTK's data-free Treebank word tokenizer.
-Sentence counts can differ from Punkt's on rare abbreviations. `langdetect` is seeded for determinism.
+sentence counter and word tokenizer at NLTK's own Punkt algorithm (Kiss & Strunk 2006,
+`nltk.tokenize.punkt.PunktSentenceTokenizer`) with parameters shipped here instead of the trained English model:
+a list of common English abbreviations (titles, months, Latin and dotted forms: "Dr.", "Jan.", "p.m.", "e.g.")
+and the orthographic evidence that frequent sentence starters ("The", "They", …) begin sentences, so an
+abbreviation followed by one still ends a sentence ("… pears, etc. The rest"). Words are split by NLTK's
+data-free Treebank tokenizer. Counts can still differ from the trained model on abbreviations outside the list
+(the trained model learned ~150 from a news corpus). `langdetect` is seeded for determinism.
 """
 
 from __future__ import annotations
@@ -35,18 +39,55 @@ from alignkit.rewards.base import RewardResult, context_column, unpack_prompts
 _OFFLINE_INSTALLED = False
 
 
-class _RegexSentenceTokenizer:
-    """Stands in for NLTK's Punkt model: `tokenize(text) -> sentences`, with no data files."""
+# Punkt's English model learned its abbreviations from text; these are the common ones, lower case, without the
+# final period (Punkt's `abbrev_types` convention). Words that often end a sentence ("no", "sat", "sun", "wed")
+# are left out on purpose: listing them would glue two sentences together.
+_ABBREVIATIONS = frozenset("""
+mr mrs ms mx dr prof rev fr sr jr st gen col lt sgt capt cmdr adm gov sen rep hon pres messrs mme mlle esq
+jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues thu thur thurs fri
+a.m p.m e.g i.e cf vs etc al approx ca viz
+u.s u.s.a u.k u.n e.u d.c n.y l.a ph.d m.d b.a m.a b.sc m.sc
+inc corp co ltd bros assn dept univ est fig figs vol vols pp ed eds ch sec
+ave blvd rd mt ft
+""".split())
+
+# Frequent sentence starters: Punkt splits after an abbreviation or initial when the next word is capitalised and
+# is known to start sentences (its "orthographic context": seen capitalised at a sentence start, lower case
+# inside one). Names are deliberately absent so "Mr. Jones" stays one sentence; "A" and "I" are absent too
+# ("Dr. A. Smith").
+_SENTENCE_STARTERS = frozenset("""
+the this that these those it its he she they we you there then but and so however in on at an my our his her
+their what when where why how if as after before today now yes not all some many most each every no also
+thus therefore meanwhile finally first next later still yet while although because since for
+""".split())
+
+
+class _PunktSentenceTokenizer:
+    """Stands in for NLTK's trained Punkt model: `tokenize(text) -> sentences`, with no data files."""
+
+    _tokenizer: Any = None
+
+    @classmethod
+    def _punkt(cls) -> Any:
+        if cls._tokenizer is None:
+            from nltk.tokenize import punkt
+
+            params = punkt.PunktParameters()
+            params.abbrev_types = set(_ABBREVIATIONS)
+            params.sent_starters = set(_SENTENCE_STARTERS)
+            for word in _SENTENCE_STARTERS:
+                params.ortho_context[word] = punkt._ORTHO_BEG_UC | punkt._ORTHO_MID_LC
+            cls._tokenizer = punkt.PunktSentenceTokenizer(params)
+        return cls._tokenizer
 
     def tokenize(self, text: str) -> list[str]:
-        from if_verifiable.ifeval import instructions_util
-
-        return [s for s in instructions_util.split_into_sentences(text) if s]
+        return [s for s in self._punkt().tokenize(text) if s.strip()]
 
 
 class _OfflineNltk:
-    """Delegates to `nltk` except `word_tokenize`, which needs punkt_tab in NLTK; here sentences come from the regex
-    splitter and words from the data-free Treebank tokenizer (what `nltk.word_tokenize` does after splitting)."""
+    """Delegates to `nltk` except `word_tokenize`/`sent_tokenize`, which need punkt_tab in NLTK; here sentences
+    come from the offline Punkt splitter and words from the data-free Treebank tokenizer (what
+    `nltk.word_tokenize` does after splitting)."""
 
     def __init__(self) -> None:
         import nltk
@@ -56,11 +97,11 @@ class _OfflineNltk:
         self._words = NLTKWordTokenizer()
 
     def word_tokenize(self, text: str, language: str = "english", preserve_line: bool = False) -> list[str]:
-        sentences = [text] if preserve_line else _RegexSentenceTokenizer().tokenize(text)
+        sentences = [text] if preserve_line else _PunktSentenceTokenizer().tokenize(text)
         return [tok for sent in sentences for tok in self._words.tokenize(sent)]
 
     def sent_tokenize(self, text: str, language: str = "english") -> list[str]:
-        return _RegexSentenceTokenizer().tokenize(text)
+        return _PunktSentenceTokenizer().tokenize(text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._nltk, name)
@@ -74,7 +115,7 @@ def install_offline_nltk() -> None:
     import langdetect
     from if_verifiable.ifeval import instructions_util
 
-    instructions_util._get_sentence_tokenizer = lambda: _RegexSentenceTokenizer()
+    instructions_util._get_sentence_tokenizer = lambda: _PunktSentenceTokenizer()
     instructions_util.nltk = _OfflineNltk()
     langdetect.DetectorFactory.seed = 0  # langdetect is random unless seeded
     _OFFLINE_INSTALLED = True
