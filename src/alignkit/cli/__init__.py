@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"interrupted; {getattr(args, 'interrupt_hint', 'rerun the same command to resume')}", file=sys.stderr)
         return 130
     return int(rc or 0)
 

@@ -14,10 +14,12 @@ TRAIN_EXAMPLES = """  alignkit train --model tiny-random --data pairs.jsonl --ob
   alignkit train --data judged.jsonl --objective cut       # also poft, bco+udm: docs/training_beyond_pairs.md
   alignkit train --data lists.jsonl --objective lipo_lambda --set shared_prompt=true
   alignkit train --output-dir runs/x --resume            # continue from the latest valid checkpoint
+  alignkit train recipe.yaml --overwrite                 # start over in a run directory that holds a run
   torchrun --nproc_per_node 2 -m alignkit train recipe.yaml   # data parallel (gloo on CPU)
 """
 
 EXPORT_EXAMPLES = """  alignkit export runs/x exported/       # LoRA merged; loads with AutoModelForCausalLM.from_pretrained
+  alignkit export runs/x exported/ --overwrite   # replace an existing export (swapped in when complete)
 """
 
 
@@ -34,12 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", help="run directory (config.yaml, metrics.jsonl, checkpoints/, final/)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest valid checkpoint in --output-dir (its config.yaml is reused)")
-    p.set_defaults(func=run_train)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over although --output-dir holds a previous run (deletes its checkpoints)")
+    p.set_defaults(func=run_train, interrupt_hint="rerun with --resume to continue from the last checkpoint")
 
     e = add_command(sub, "export", "Write a run's trained model as a plain HF directory (LoRA merged).",
                     EXPORT_EXAMPLES)
     e.add_argument("run_dir", help="a run directory written by `alignkit train`")
     e.add_argument("out", help="output directory")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing OUT (atomically, once complete)")
     e.set_defaults(func=run_export)
 
 
@@ -57,6 +62,8 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, impor
     cfg = load_config(TrainConfig, config, args.overrides, base)
     if args.resume:
         cfg.resume = True
+    if getattr(args, "overwrite", False):
+        cfg.overwrite = True
     return cfg
 
 
@@ -81,6 +88,6 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from alignkit.train.engine import export
 
-    out = export(args.run_dir, args.out)
+    out = export(args.run_dir, args.out, overwrite=args.overwrite)
     print(f"exported {args.run_dir} to {out}")
     return 0

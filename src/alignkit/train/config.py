@@ -78,6 +78,7 @@ class TrainConfig:
     max_bad_steps: int = 5  # non-finite losses in a row before stopping
     report_to: list[str] = field(default_factory=list)  # "tensorboard"
     resume: bool = False
+    overwrite: bool = False  # start over in an output_dir that holds a previous run (deletes it; issue #14.6)
     progress: bool = True
 
     def validate(self) -> None:

@@ -25,8 +25,11 @@ from alignkit.config import save_config
 from alignkit.errors import ConfigError
 from alignkit.models import load_model, model_fingerprint
 from alignkit.objectives.base import ObjectiveSpec, get_objective
+from alignkit.rundir import locks_output_dir, replace_dir
 from alignkit.train.batching import Batch, TokenizedData, collate
+from alignkit.train.checkpoint import prepare_from_config
 from alignkit.train.config import TrainConfig
+from alignkit.train.export import export  # noqa: F401 - re-exported: `alignkit export` lives in train/export.py
 from alignkit.train.logps import CompletionLogProbs
 from alignkit.train.loop import LoopResult, train_loop
 from alignkit.train.memory import release_large_frees
@@ -102,6 +105,7 @@ def make_accelerator() -> Any:
     return Accelerator(cpu=not has_gpu)
 
 
+@locks_output_dir(prepare=prepare_from_config)  # lock, writability, previous run: before loading (issue #14)
 def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: list[Any] | None = None,
           accelerator: Any = None, log: Any = None, on_checkpoint: Any = None) -> TrainResult:
     """Train `cfg.model` on `cfg.data` with `cfg.objective`; returns the run directory and summary.
@@ -183,7 +187,7 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     say(f"objective {spec.name} ({kind}), reference: {mode}")
 
     run_dir = Path(cfg.output_dir)
-    resolved = replace(cfg, reference=mode, objective_args={**{k: v for k, v in spec.defaults.items()
+    resolved = replace(cfg, overwrite=False, reference=mode, objective_args={**{k: v for k, v in spec.defaults.items()
                                                                if _yamlable(v) and k != "state"}, **hparams})
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +258,6 @@ def make_eval_fn(step: ObjectiveStep, data: TokenizedData, pad_id: int, batch_si
 
 def save_final(model: nn.Module, tokenizer: Any, out: Path, lora: bool) -> Path:
     """`final/`: an HF model directory, or for LoRA runs the peft adapter directory (merge with `export`)."""
-    import shutil
     import tempfile
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -262,38 +265,5 @@ def save_final(model: nn.Module, tokenizer: Any, out: Path, lora: bool) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     (tmp / "alignkit.json").write_text(json.dumps({"lora": lora}))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    replace_dir(tmp, out)  # final/ is never missing, even if the process dies here (issue #14)
     return out
-
-
-def export(run_dir: str | Path, out: str | Path) -> Path:
-    """Write a plain HF directory (LoRA merged) from a run: its `final/`, else its latest valid checkpoint."""
-    from alignkit.config import load_config
-    from alignkit.models import merge_and_save
-    from alignkit.train.checkpoint import latest_valid, load_file, load_trainable
-
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise ConfigError(f"{run_dir} is not an alignkit run directory (no config.yaml)")
-    cfg = load_config(TrainConfig, cfg_path)
-    model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
-    final = run_dir / "final"
-    if (final / "alignkit.json").exists():
-        if cfg.lora.enabled:
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file as load_st
-
-            set_peft_model_state_dict(model, load_st(str(final / "adapter_model.safetensors")))
-        else:
-            model, tokenizer = load_model(str(final))
-    else:
-        ckpt = latest_valid(run_dir / "checkpoints")
-        if ckpt is None:
-            raise ConfigError(f"{run_dir} has neither final/ nor a valid checkpoint to export")
-        name = "adapter.safetensors" if cfg.lora.enabled else "model.safetensors"
-        # Checkpoint names are those of the CompletionLogProbs wrapper the loop trained.
-        load_trainable(CompletionLogProbs(model), load_file(str(ckpt / name)), ckpt)
-    return merge_and_save(model, tokenizer, out)

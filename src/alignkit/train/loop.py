@@ -75,19 +75,41 @@ def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def read_metrics_lines(path: Path, log: Callable[[str], None] = print) -> list[str]:
+    """The JSON lines of `metrics.jsonl`. A torn last line (the process was killed mid-write) is dropped and
+    reported; an unparseable line anywhere else is damage this code did not cause, so it is an error (FILE:LINE)."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    numbered = [(i, ln) for i, ln in enumerate(lines, 1) if ln.strip()]
+    kept: list[str] = []
+    for pos, (lineno, ln) in enumerate(numbered):
+        try:
+            row = json.loads(ln)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("no step")
+        except ValueError as e:
+            if pos == len(numbered) - 1:
+                log(f"{path}:{lineno}: torn last line (an interrupted write) removed")
+                break
+            raise TrainingError(f"{path}:{lineno}: not a metrics record ({e}); repair or delete that line") from None
+        kept.append(ln)
+    return kept
+
+
 class MetricsLog:
     """`metrics.jsonl` (main process), optionally mirrored to TensorBoard."""
 
-    def __init__(self, path: Path, main: bool, resume_step: int | None, report_to: list[str]) -> None:
+    def __init__(self, path: Path, main: bool, resume_step: int | None, report_to: list[str],
+                 log: Callable[[str], None] = print) -> None:
         self.path, self.main = path, main
         self.writer: Any = None
         if not main:
             return
         if resume_step is not None and path.exists():
             # Drop lines written after the checkpoint we resume from, so the log equals an uninterrupted run's.
-            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
+            kept = [ln for ln in read_metrics_lines(path, log) if json.loads(ln)["step"] <= resume_step]
             path.write_text("".join(ln + "\n" for ln in kept))
         elif resume_step is None and path.exists():
+            log(f"starting from step 0: {path} of an earlier start without a checkpoint is replaced")
             path.unlink()
         if "tensorboard" in report_to:
             try:
@@ -168,7 +190,7 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
     ckpt_root = run_dir / "checkpoints"
     resume_from: Path | None = None
     if cfg.resume:
-        resume_from = latest_valid(ckpt_root, log=log if main else (lambda _m: None))
+        resume_from = latest_valid(ckpt_root, log=log if main else (lambda _m: None), quarantine=main)
         if resume_from is None and main:
             log(f"--resume: no valid checkpoint under {ckpt_root}; starting from step 0")
     rng_to_restore: dict[str, Tensor] | None = None
@@ -182,7 +204,7 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
         if main:
             log(f"resumed from {resume_from} (step {step})")
     metrics_log = MetricsLog(run_dir / "metrics.jsonl", main, step if resume_from is not None else None,
-                             cfg.report_to)
+                             cfg.report_to, log=log)
     if rng_to_restore is not None:
         set_rng_state(rng_to_restore)
 
@@ -268,4 +290,9 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
             accelerator.wait_for_everyone()
     bar.close()
     metrics_log.close()
+    if bad_in_row:
+        # The loss never recovered: the run must not end as a success, nor `final/` be written (issue #14.12).
+        raise TrainingError(f"the last {bad_in_row} optimiser step(s) (up to step {step}) had a non-finite loss or "
+                            "gradient and the run never recovered; no final model written. Lower lr, check the "
+                            "data, or resume from an earlier checkpoint")
     return LoopResult(step, run_dir, last, skipped, resumed_step, left_out)
