@@ -106,3 +106,13 @@ def test_every_data_action_has_help_with_examples(capsys) -> None:
             main(["data", action, "--help"])
         assert info.value.code == 0
         assert "examples:" in capsys.readouterr().out
+
+
+def test_validate_empty_input_exits_1_unless_allow_empty(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "header_only.csv"
+    path.write_text("prompt,chosen,rejected\n")
+    assert main(["data", "validate", str(path)]) == 1
+    assert f"{path}: empty input: no records found" in capsys.readouterr().out
+    assert main(["data", "validate", str(path), "--on-bad-record", "skip"]) == 1
+    assert main(["data", "validate", str(path), "--kind", "pairwise", "--allow-empty"]) == 0
+    assert "0 pairwise records, all valid" in capsys.readouterr().out

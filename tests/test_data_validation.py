@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alignkit.data.io import read_records
+from alignkit.data.records import SFTExample
 from alignkit.errors import DataError
 
 GOOD = {
@@ -54,6 +58,16 @@ BAD_RECORDS = [
     ("prompt", {"references": 4}, "references", "expected a list of strings"),
     ("prompt", {"constraints": ["x"]}, "constraints", "expected a list of objects"),
     ("sft", {"metadata": "x"}, "metadata", "expected an object"),
+    # issue #14.3: a chat prompt that says nothing is as empty as "" ...
+    ("pairwise", {"prompt": [{"role": "user", "content": " "}]}, "prompt", "empty prompt"),
+    ("sft", {"prompt": None, "completion": None,
+             "messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "Hi"}]},
+     "messages", "empty prompt"),
+    ("prompt", {"prompt": None, "messages": [{"role": "system", "content": ""}, {"role": "user", "content": ""}]},
+     "messages", "empty prompt"),
+    # ... and one completion with two different scores contradicts itself, as chosen == rejected does
+    ("listwise", {"completions": ["a", "b", "a"], "scores": [1.0, 0.0, 0.5]}, "completions[2]",
+     "identical to completions[0] but scored differently (1 vs 0.5)"),
 ]
 
 
@@ -158,3 +172,120 @@ def test_malformed_jsonl_only_ever_raises_data_error(tmp_path: Path, content: li
     else:
         assert len(result.records) + len(result.skipped) <= path.read_bytes().count(b"\n") + 1
         assert all(where.startswith(f"{path}:") for where, _ in result.skipped)
+
+
+# ----------------------------------------------------------------------------------------------- issue #14: nothing
+# lost or changed without a word
+
+
+def test_duplicate_key_in_jsonl_is_an_error_naming_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."}\n'
+                    '{"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away.", "chosen": "Bye."}\n'
+                    '{"prompt": [{"role": "user", "content": "Hi", "role": "system"}], "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(DataError, match=rf"^{path}:2: field 'chosen': duplicate key") as info:
+        read_records(path, "pairwise")
+    assert info.value.line == 2
+    result = read_records(path, "pairwise", on_bad_record="skip")
+    assert len(result.records) == 1
+    assert [where for where, _ in result.skipped] == [f"{path}:2", f"{path}:3"]
+    assert result.skipped[1][1].startswith("field 'prompt[0].role': duplicate key")
+
+
+def test_duplicate_key_in_a_json_document_names_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    path.write_text('[{"prompt": "Hi", "completion": "a"}, {"prompt": "Hi", "completion": "a", "completion": "b"}]')
+    with pytest.raises(DataError, match=rf"^{path}:1: field 'completion': duplicate key"):
+        read_records(path, "sft")
+    (tmp_path / "w.json").write_text('{"data": [{"prompt": "Hi", "completion": "a"}], "data": []}')
+    with pytest.raises(DataError, match="field 'data': duplicate key"):
+        read_records(tmp_path / "w.json", "sft")
+
+
+def test_duplicate_key_inside_a_csv_json_cell(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["prompt", "completion"], ['[{"role": "user", "content": "a", "content": "b"}]', "x"]])
+    with pytest.raises(DataError, match=r"d\.csv:0: field 'prompt\[0\]\.content': duplicate key"):
+        read_records(path, "sft")
+
+
+def _csv(path: Path, text: str) -> Path:
+    path.write_text(text, newline="")
+    return path
+
+
+def test_csv_stray_quote_no_longer_swallows_the_rows_after_it(tmp_path: Path) -> None:
+    # Old reading: one record whose prompt is 'Oops,"b\\nc,d\\ne,f\\n' (3 rows swallowed) or a cell-count error
+    # counted once; the rows after the stray quote were never seen or counted.
+    path = _csv(tmp_path / "s.csv", 'prompt,completion\nHi,Hello\n"Oops,bad\nYo,Hey\nSup,Not much\n')
+    with pytest.raises(DataError, match=rf"^{path}:1: bad CSV quoting .* physical line 3 "):
+        read_records(path, "sft")
+    result = read_records(path, "sft", on_bad_record="skip")
+    assert result.records == [SFTExample("Hi", "Hello"), SFTExample("Yo", "Hey"), SFTExample("Sup", "Not much")]
+    assert [where for where, _ in result.skipped] == [f"{path}:1"]
+
+
+def test_csv_quote_closed_by_a_later_quote_is_an_error_too(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "s.csv", 'prompt,completion\n"Oops,bad\nYo,Hey\n"Sup",Not much\nA,B\n')
+    result = read_records(path, "sft", on_bad_record="skip")
+    assert result.records == [SFTExample("Yo", "Hey"), SFTExample("Sup", "Not much"), SFTExample("A", "B")]
+    assert [where for where, _ in result.skipped] == [f"{path}:0"]
+
+
+def test_csv_record_over_several_lines_with_too_few_cells_names_its_lines(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "s.csv", 'prompt,completion\n"Oops,bad\nYo,Hey"\nA,B\n')
+    with pytest.raises(DataError, match=r"expected 2 cells, found 1 \(one record over physical lines 2-3"):
+        read_records(path, "sft")
+
+
+def test_csv_multi_line_quoted_cell_is_still_one_record(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "m.csv", 'prompt,completion\nHi,"line one\nline ""two"""\r\nYo,Hey\n')
+    assert read_records(path, "sft").records == [SFTExample("Hi", 'line one\nline "two"'), SFTExample("Yo", "Hey")]
+
+
+def test_csv_message_list_without_role_is_an_error_not_a_string_prompt(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["prompt", "completion"], [json.dumps([{"content": "Say hi"}]), "Hello"]])
+    with pytest.raises(DataError, match=r"c\.csv:0: field 'prompt\[0\]\.role': expected one of"):
+        read_records(path, "sft")
+
+
+def test_listwise_repeated_completion_with_the_same_score_is_a_tie() -> None:
+    (record,) = read_records([{"prompt": "p", "completions": ["a", "b", "a"], "scores": [1, 0, 1]}]).records
+    assert record.completions == ["a", "b", "a"]
+
+
+def _zero_row_parquet(path: Path) -> None:
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "completion": pa.array([], pa.string())}), path)
+
+
+EMPTY_INPUTS = {
+    "empty.jsonl": lambda p: p.write_bytes(b""),
+    "blank.jsonl": lambda p: p.write_bytes(b"\n  \n"),
+    "header.csv": lambda p: p.write_text("prompt,completion\n"),
+    "empty.csv": lambda p: p.write_bytes(b""),
+    "zero.parquet": _zero_row_parquet,
+    "list.json": lambda p: p.write_text("[]"),
+    "obj.json": lambda p: p.write_text('{"data": []}'),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY_INPUTS))
+@pytest.mark.parametrize("kind", [None, "sft"])
+def test_empty_input_is_an_error_unless_allowed(tmp_path: Path, name: str, kind: str | None) -> None:
+    path = tmp_path / name
+    EMPTY_INPUTS[name](path)
+    for policy in ("error", "skip"):
+        with pytest.raises(DataError, match=rf"^{path}: empty input: no records found.*--allow-empty"):
+            read_records(path, kind, on_bad_record=policy)
+    result = read_records(path, kind, allow_empty=True)
+    assert result.records == [] and result.skipped == [] and result.kind == (kind or "unknown")
+
+
+def test_a_file_of_bad_rows_is_not_empty_input(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"prompt": ""}\n')
+    result = read_records(path, "sft", on_bad_record="skip")
+    assert result.records == [] and len(result.skipped) == 1
