@@ -286,7 +286,7 @@ def test_judge_builder_on_tiny_model_counts_unparseable(tmp_path, tiny_sampler):
 def test_load_prompts_from_suite_and_ifeval_layout(tmp_path):
     import json
 
-    assert len(load_prompts("suite:test")) == 128
+    assert len(load_prompts("suite:test-v1")) == 128
     f = tmp_path / "p.jsonl"
     f.write_text(json.dumps({"key": 7, "prompt": "Hi", "instruction_id_list": ["punctuation:no_comma"],
                              "kwargs": [{"unused": None}]}) + "\n"
