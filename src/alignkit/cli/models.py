@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 """)
     p.add_argument("model", metavar="MODEL", nargs="?", default="smollm2-135m-instruct",
                    help="smollm2-135m-instruct (default), tiny-random, a local directory or a cached hub id")
-    p.add_argument("--force", action="store_true", help="redo the embedded model's conversion")
+    p.add_argument("--force", action="store_true", help="redo the embedded model's conversion; the new directory replaces the old one "
+                   "atomically, so runs loading the model meanwhile are unaffected")
     p.set_defaults(func=cmd_prepare)
 
     p = add_command(actions, "info", "Parameters, layers, vocabulary and chat template of a model.", """\
