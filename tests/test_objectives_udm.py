@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
+from scipy.optimize import brentq, minimize
 
 from alignkit.errors import ConfigError
 from alignkit.objectives import LogProbs, get_objective
@@ -61,3 +65,40 @@ def test_mean_pooled_embeddings_with_tiny_model() -> None:
     for i, text in enumerate(["Hello there", "A much longer prompt about the weather today"]):
         single = mean_pooled_embeddings(model, tok, [text])
         assert torch.allclose(single[0], emb[i], atol=1e-4)  # padding does not leak into the mean
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def test_fit_uses_raw_features_like_trl() -> None:
+    # One desirable prompt at x = +3, one undesirable at x = −3 (balanced weights 1, bias 0 by symmetry).
+    # scikit-learn's objective ½w² + 2·log(1 + e^{−3w}) is stationary where w = 6·σ(−3w).
+    w_raw = brentq(lambda w: w - 6 * _sigmoid(-3 * w), 0.0, 6.0)
+    clf = fit_udm_classifier(torch.tensor([[3.0]]), torch.tensor([[-3.0]]))
+    assert float(clf.prob_desirable(torch.tensor([[3.0]]))) == pytest.approx(_sigmoid(3 * w_raw), abs=1e-4)
+    # standardising first (x/3) fits w' = 2·σ(−w'), a different classifier: p(+3) = σ(w')
+    w_std = brentq(lambda w: w - 2 * _sigmoid(-w), 0.0, 2.0)
+    std = fit_udm_classifier(torch.tensor([[3.0]]), torch.tensor([[-3.0]]), standardize=True)
+    assert float(std.prob_desirable(torch.tensor([[3.0]]))) == pytest.approx(_sigmoid(w_std), abs=1e-4)
+    assert abs(_sigmoid(3 * w_raw) - _sigmoid(w_std)) > 0.1
+
+
+def test_fit_matches_scipy_on_the_scikit_learn_objective() -> None:
+    # Unbalanced classes, features on different scales, a non-zero bias: minimise the same objective with scipy.
+    g = torch.Generator().manual_seed(1)
+    pos = torch.randn(12, 3, generator=g, dtype=torch.float64) * torch.tensor([5.0, 0.2, 1.0]) + 1.0
+    neg = torch.randn(5, 3, generator=g, dtype=torch.float64) * torch.tensor([5.0, 0.2, 1.0])
+    x = torch.cat([pos, neg]).numpy()
+    y = np.r_[np.ones(12), np.zeros(5)]
+    cw = np.where(y > 0, 17 / 24, 17 / 10)
+
+    def objective(theta: np.ndarray) -> float:
+        z = x @ theta[:3] + theta[3]
+        bce = np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)
+        return 0.5 * theta[:3] @ theta[:3] + float((cw * bce).sum())
+
+    theta = minimize(objective, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
+    clf = fit_udm_classifier(pos.float(), neg.float())
+    expected = 1 / (1 + np.exp(-(x @ theta[:3] + theta[3])))
+    assert clf.prob_desirable(torch.from_numpy(x)).numpy() == pytest.approx(expected, abs=1e-4)

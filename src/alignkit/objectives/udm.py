@@ -1,7 +1,8 @@
 """Underlying Distribution Matching for BCO (spec §2.2): density ratio w(x) = p₊(x)/p₋(x) between the prompts
 of desirable and undesirable examples, estimated with a class-balanced logistic regression on frozen prompt
-embeddings (TRL uses scikit-learn's `LogisticRegression(class_weight="balanced")`; this is a small torch
-equivalent with the same L2 penalty convention, C = 1).
+embeddings (TRL uses scikit-learn's `LogisticRegression(class_weight="balanced")` on the raw embeddings; this is
+a small torch equivalent with the same objective: L2 penalty on the weights, not the bias, C = 1, no feature
+scaling unless asked for).
 
 Use: `clf = fit_udm_classifier(emb_desirable, emb_undesirable)`, then put `clf.density_ratio(emb)` of every
 undesirable example's prompt into `LogProbs.extras["udm_weight"]` (desirable examples get weight 1, and BCO
@@ -23,7 +24,9 @@ from alignkit.errors import ConfigError
 
 @dataclass
 class UDMClassifier:
-    """p̂(desirable | x) = σ(⟨weight, standardise(x)⟩ + bias), with the ratio clipped to [min_ratio, max_ratio]."""
+    """p̂(desirable | x) = σ(⟨weight, (x − mean)/scale⟩ + bias), with the ratio clipped to [min_ratio, max_ratio].
+
+    mean = 0 and scale = 1 unless the classifier was fitted with `standardize=True`."""
 
     weight: Tensor
     bias: Tensor
@@ -59,11 +62,14 @@ def density_ratio_from_prob(p: Tensor | float, min_ratio: float = 0.5, max_ratio
 
 
 def fit_udm_classifier(desirable: Tensor, undesirable: Tensor, *, c: float = 1.0, max_iter: int = 200,
-                       min_ratio: float = 0.5, max_ratio: float = 10.0) -> UDMClassifier:
+                       min_ratio: float = 0.5, max_ratio: float = 10.0, standardize: bool = False) -> UDMClassifier:
     """Fit a class-balanced, L2-regularised logistic regression (label 1 = desirable) with L-BFGS.
 
     Objective (scikit-learn's convention): ½‖w‖² + C·Σ_i c_i·BCE_i, with balanced class weights
-    c_i = n / (2·n_class(i)). Features are standardised first for a well-conditioned fit.
+    c_i = n / (2·n_class(i)) and an unpenalised bias. Like TRL's BCO (which fits scikit-learn on the raw
+    embeddings) the features are used as they are: the L2 penalty is scale dependent, so standardising first
+    fits a different classifier. `standardize=True` z-scores each feature first (better conditioned when the
+    embedding dimensions differ wildly in scale) at the price of TRL parity.
     TRL samples `prompt_sample_size` = 1024 prompts per class; pass whatever sample you like here.
     """
     if desirable.dim() != 2 or undesirable.dim() != 2 or desirable.shape[1] != undesirable.shape[1]:
@@ -75,7 +81,10 @@ def fit_udm_classifier(desirable: Tensor, undesirable: Tensor, *, c: float = 1.0
     y = torch.cat([torch.ones(len(desirable)), torch.zeros(len(undesirable))])
     n = len(y)
     cw = torch.where(y > 0, n / (2.0 * len(desirable)), n / (2.0 * len(undesirable)))
-    mean, scale = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-6)
+    if standardize:
+        mean, scale = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-6)
+    else:
+        mean, scale = torch.zeros(x.shape[1]), torch.ones(x.shape[1])
     x = (x - mean) / scale
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros((), requires_grad=True)
