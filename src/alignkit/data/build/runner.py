@@ -4,9 +4,11 @@ Resume protocol. Next to `out.jsonl` the runner keeps `out.jsonl.progress.jsonl`
 settings (builder, reward, policy, sampling…), then one line per finished item, `{"key", "records", "dropped",
 "skipped"}`, written *after* that item's records. On restart:
 
-* items whose key is in the progress file are skipped (including items that produced no records);
+* items whose key is in the progress file are skipped (including items that produced no records), unless the
+  output does not hold all the records the progress file counts for them (a torn last line): those are rebuilt;
 * records in the output whose key never reached the progress file (a crash between the two writes) are removed,
   and a partly written last line is dropped, both counted in the report;
+* the output is locked (`OUT.lock`, `alignkit.rundir`) for the whole build, so two builds cannot interleave;
 * a progress file written with different settings is an error: mixing two builds in one file would be silent
   corruption, so the user picks a new `--out` or passes `overwrite=True`.
 
@@ -32,6 +34,7 @@ from alignkit.data.build.common import BuildItem
 from alignkit.data.io import kind_of, parse_record
 from alignkit.data.records import Record
 from alignkit.errors import ConfigError, DataError
+from alignkit.rundir import lock_output_file
 
 
 @dataclass
@@ -162,7 +165,17 @@ class ResumableOutput:
         records, bad_records = ([], 0) if not self.out.exists() else _read_lines(self.out)
         keep = [r for r in records if r.get("metadata", {}).get("prompt_key") in self.done]
         orphans = len(records) - len(keep)
-        if orphans or bad_records or bad:
+        # An item marked done whose records are not all in the output (a torn or lost last line: the progress line
+        # reached the disk, the record did not) is un-marked and its remaining records removed, so it is rebuilt.
+        found = Counter(r["metadata"]["prompt_key"] for r in keep)
+        incomplete = {k for k, row in self.done.items() if found.get(k, 0) != int(row.get("records", 0))}
+        if incomplete:
+            keep = [r for r in keep if r["metadata"]["prompt_key"] not in incomplete]
+            rows = [rows[0], *(r for r in rows[1:] if r["key"] not in incomplete)]
+            for k in incomplete:
+                del self.done[k]
+            self.repaired["incomplete_items_rebuilt"] += len(incomplete)
+        if orphans or bad_records or bad or incomplete:
             self.repaired["orphan_records"] += orphans
             self.repaired["partial_output_lines"] += bad_records
             tmp = self.out.with_name(self.out.name + ".tmp")
@@ -213,6 +226,13 @@ def run_build(builder: Builder, items: Sequence[BuildItem], out: str | Path, *, 
     build. `limit` stops after that many newly processed items (a resumable partial run)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    with lock_output_file(out):
+        return _run_build(builder, items, out, batch_size=batch_size, overwrite=overwrite, progress=progress,
+                          limit=limit)
+
+
+def _run_build(builder: Builder, items: Sequence[BuildItem], out: str | Path, *, batch_size: int, overwrite: bool,
+               progress: bool, limit: int | None) -> BuildReport:
     settings = {"builder": builder.name, **builder.settings()}
     output = ResumableOutput(out, settings, overwrite=overwrite)
     report = BuildReport(out=str(out), items=len(items), repaired=Counter(output.repaired))
