@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-data", help="held-out data file (else --set eval_split=0.1)")
     p.add_argument("--objective", help="objective name, e.g. dpo, ipo, simpo, orpo, kto, sft")
     p.add_argument("--output-dir", help="run directory (config.yaml, metrics.jsonl, checkpoints/, final/)")
+    p.add_argument("--on-bad-record", choices=("error", "skip"),
+                   help="a bad data record stops training (error, default) or is skipped and counted (skip: the "
+                        "summary is printed and written to OUTPUT_DIR/data_skipped.json)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest valid checkpoint in --output-dir (its config.yaml is reused)")
     p.add_argument("--overwrite", action="store_true",
@@ -58,7 +61,7 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, impor
     if config is None and args.resume and args.output_dir and (Path(args.output_dir) / "config.yaml").exists():
         config = str(Path(args.output_dir) / "config.yaml")
     base = {"model": args.model, "data": args.data, "eval_data": args.eval_data, "objective": args.objective,
-            "output_dir": args.output_dir}
+            "output_dir": args.output_dir, "on_bad_record": args.on_bad_record}
     cfg = load_config(TrainConfig, config, args.overrides, base)
     if args.resume:
         cfg.resume = True
@@ -71,7 +74,9 @@ def run_train(args: argparse.Namespace) -> int:
     from alignkit.train.engine import train
 
     cfg = build_config(args)
-    if cfg.objective in ("grpo", "rloo"):  # online RL: alignkit.rl (docs/rl.md)
+    from alignkit.rl.config import ONLINE_OBJECTIVES
+
+    if cfg.objective in ONLINE_OBJECTIVES:  # online RL: alignkit.rl (docs/rl.md)
         from alignkit.rl.trainer import run_online
 
         online = run_online(cfg)

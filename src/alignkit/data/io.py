@@ -52,6 +52,7 @@ __all__ = [
     "ALIASES", "DETECTION_RULES", "FORMATS", "KIND_FIELDS", "RESERVED", "ROLES", "OnBadRecord", "ReadResult",
     "append_jsonl", "detect_format", "detect_kind", "iter_jsonl", "iter_jsonl_rows", "iter_records", "kind_of",
     "parse_record", "read_jsonl", "read_records", "record_to_row", "sample_path", "write_jsonl", "write_records",
+    "write_skip_report",
 ]
 
 OnBadRecord = Literal["error", "skip"]
@@ -189,6 +190,17 @@ def write_records(path: str | Path, records: Iterable[Record], append: bool = Fa
             yield row
 
     return write_jsonl(path, rows(), append=append)
+
+
+def write_skip_report(path: str | Path, results: Iterable[ReadResult]) -> Path:
+    """Write `{"policy": "skip", "files": [ReadResult.skip_report(), ...]}` as JSON (temporary name, then
+    renamed, so a reader never sees half a report); returns the path."""
+    path = Path(path)
+    report = {"policy": "skip", "files": [result.skip_report() for result in results]}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class TrainConfig:
     truncation: Literal["keep_end", "drop"] = "keep_end"
     template: Literal["auto", "always", "never"] = "auto"
     shuffle: bool = True
+    # bad data records: stop at the first (error) or skip them, counted, printed and listed in the run
+    # directory's data_skipped.json (skip) -- the same policy as `alignkit data validate`
+    on_bad_record: Literal["error", "skip"] = "error"
     # model / reference
     reference: ReferenceMode = "auto"
     reference_model: str | None = None  # for `separate`; defaults to `model`
@@ -93,6 +96,8 @@ class TrainConfig:
             raise ConfigError("set max_steps > 0 or epochs > 0")
         if not 0.0 <= self.eval_split < 1.0:
             raise ConfigError(f"eval_split must be in [0, 1), got {self.eval_split}")
+        if self.on_bad_record not in ("error", "skip"):
+            raise ConfigError(f"on_bad_record must be 'error' or 'skip', got {self.on_bad_record!r}")
         if self.max_bad_steps < 1:
             raise ConfigError("max_bad_steps must be ≥ 1")
         if len(self.adam_betas) != 2:

@@ -45,11 +45,16 @@ from alignkit.train.step import ObjectiveStep  # re-exported: it lived here befo
 from alignkit.train.steps import build_step, tokenize_data
 
 
-def read_training_records(path: str, kind: str) -> list[Any]:
-    """Validated records of `kind` from a file (JSONL/JSON/Parquet/CSV or a datasets directory)."""
+def read_training_records(path: str, kind: str, on_bad_record: str = "error",
+                          reports: list[Any] | None = None) -> list[Any]:
+    """Validated records of `kind` from a file (JSONL/JSON/Parquet/CSV or a datasets directory); with
+    `on_bad_record="skip"` bad ones are skipped and the `ReadResult` (skip counts, FILE:LINE) goes to `reports`."""
     from alignkit.data.io import read_records
 
-    return list(read_records(path, kind).records)
+    result = read_records(path, kind, on_bad_record=on_bad_record)  # type: ignore[arg-type]
+    if reports is not None:
+        reports.append(result)
+    return list(result.records)
 
 
 class DataSource:
@@ -132,10 +137,14 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
         hparams.pop("state", None)
 
     kind = spec.data_kind
+    data_reports: list[Any] = []  # one ReadResult per file read, for the skip summary (issue #14.5)
     if records is None:
-        records = read_training_records(cfg.data, kind)
+        records = read_training_records(cfg.data, kind, cfg.on_bad_record, data_reports)
     if eval_records is None and cfg.eval_data:
-        eval_records = read_training_records(cfg.eval_data, kind)
+        eval_records = read_training_records(cfg.eval_data, kind, cfg.on_bad_record, data_reports)
+    if cfg.on_bad_record == "skip":
+        for report in data_reports:
+            say(report.summary())
     if eval_records is None:
         records, eval_records = split_eval(records, cfg.eval_split, cfg.seed)
 
@@ -192,6 +201,10 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(resolved, run_dir / "config.yaml")
+        if cfg.on_bad_record == "skip" and data_reports:
+            from alignkit.data.io import write_skip_report
+
+            write_skip_report(run_dir / "data_skipped.json", data_reports)
     accelerator.wait_for_everyone()
 
     splits = {"train": train_data, **({"eval": eval_data} if eval_data is not None else {})}
