@@ -38,8 +38,8 @@ from alignkit.evaluate.report.tables import (
     print_summary,
     summary_table,
 )
-from alignkit.evaluate.report.writers import render_html, write_html, write_markdown
+from alignkit.evaluate.report.writers import md_code, md_escape, render_html, write_html, write_markdown
 
 __all__ = ["ACCURACY_KEYS", "ESTIMATE_KEYS", "LOSS_KEYS", "MARGIN_KEYS", "ONLINE_KEYS", "SECTION_TITLES", "Section",
-           "build_sections", "format_compute", "format_summary", "print_summary", "render_html",
-           "summary_table", "write_html", "write_markdown"]
+           "build_sections", "format_compute", "format_summary", "md_code", "md_escape", "print_summary",
+           "render_html", "summary_table", "write_html", "write_markdown"]

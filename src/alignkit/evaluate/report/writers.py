@@ -1,6 +1,6 @@
 """The report's writers: one self-contained HTML file (inline CSS and base64 PNGs, no scripts, no network) or
 Markdown with the PNGs in a sibling folder. Every piece of text from a run (title, run names, methods, metric
-keys, labels, notes) is escaped for the target format."""
+keys, labels, notes) is escaped for the target format: `html.escape` for HTML, `md_escape`/`md_code` for Markdown (issue #14.17)."""
 
 from __future__ import annotations
 
@@ -78,8 +78,33 @@ def write_html(runs: Sequence[Run | str | Path], path: str | Path, title: str = 
     return p
 
 
-def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
+# Characters that can start Markdown markup inside a line (CommonMark inline syntax, GFM tables and strikethrough,
+# ATX heading closers). CommonMark lets any ASCII punctuation be backslash-escaped, so escaping these is lossless.
+_MD_SPECIAL = frozenset("\\`*_[]<>&~|#")
+
+
+def _one_line(s: str) -> str:
+    # A newline would end a table row or a heading, or start a new block.
+    return " ".join(s.splitlines()) if ("\n" in s or "\r" in s) else s
+
+
+def md_escape(s: str) -> str:
+    """`s` as literal Markdown text (a table cell, heading, note or caption): markup characters backslash-escaped,
+    newlines folded into spaces. e.g. `a|*b*` becomes `a\\|\\*b\\*`."""
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in _one_line(s))
+
+
+def md_code(s: str) -> str:
+    """`s` as a Markdown code span whose fence is longer than any backtick run inside it (CommonMark §6.1)."""
+    s = _one_line(s)
+    run = best = 0
+    for c in s:
+        run = run + 1 if c == "`" else 0
+        best = max(best, run)
+    fence = "`" * (best + 1)
+    # One leading and trailing space is stripped when both are present; pad so backticks and spaces survive.
+    pad = " " if s.startswith("`") or s.endswith("`") or (s.startswith(" ") and s.endswith(" ")) else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
 
 
 def write_markdown(runs: Sequence[Run | str | Path], path: str | Path, title: str = "alignkit report") -> Path:
@@ -88,21 +113,22 @@ def write_markdown(runs: Sequence[Run | str | Path], path: str | Path, title: st
     loaded = _as_runs(runs)
     sections = build_sections(loaded)
     fig_dir = p.with_name(f"{p.stem}_files")
-    lines = [f"# {title}", "", f"{len(loaded)} run(s): " + ", ".join(f"`{r.name}` ({r.path})" for r in loaded), ""]
+    lines = [f"# {md_escape(title)}", "",
+             f"{len(loaded)} run(s): " + ", ".join(f"{md_code(r.name)} ({md_escape(str(r.path))})" for r in loaded), ""]
     for sec in sections:
-        lines += [f"## {sec.title}", ""]
+        lines += [f"## {md_escape(sec.title)}", ""]
         if sec.table is not None:
             header, body = sec.table
-            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            lines.append("| " + " | ".join(md_escape(h) for h in header) + " |")
             lines.append("|" + "---|" * len(header))
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body]
+            lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in body]
             lines.append("")
         for i, (caption, png) in enumerate(sec.images):
             fig_dir.mkdir(parents=True, exist_ok=True)
             name = f"{sec.key}-{i}.png"
             (fig_dir / name).write_bytes(png)
-            lines += [f"![{caption}]({fig_dir.name}/{name})", "", f"*{caption}*", ""]
+            lines += [f"![{md_escape(caption)}]({fig_dir.name}/{name})", "", f"*{md_escape(caption)}*", ""]
         if sec.note:
-            lines += [f"> **Note:** {sec.note}", ""]
+            lines += [f"> **Note:** {md_escape(sec.note)}", ""]
     _atomic_write(p, "\n".join(lines))
     return p
