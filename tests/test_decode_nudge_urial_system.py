@@ -1,16 +1,20 @@
-"""Nudging (A4) on instrumented toys, URIAL's exact prompt (A5.1), system-message composition (A7)."""
+"""Nudging (A4) on instrumented toys and on real (Metaspace and byte-level) tokenizers, URIAL's exact prompt (A5.1), system-message composition (A7)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from transformers import PreTrainedTokenizerFast
 
 from alignkit.decode.hf import HFSampler
 from alignkit.decode.nudge import nudge, remove_repeated_suffix, split_words
+from alignkit.decode.sampler import Compute, Sample
 from alignkit.decode.system import ComposedSampler, cosa_config, with_system
 from alignkit.decode.toy import EOS, ToySampler
 from alignkit.decode.urial import EXAMPLES, STOP, SYSTEM, UrialPrompt, clean_output, urial
 from alignkit.errors import ConfigError
-from alignkit.models import load_model
+from alignkit.models import load_model, load_tokenizer
 
 # ------------------------------------------------------------------ nudging
 CONF = [0.2, 0.9, 0.9, 0.1, 0.8, 0.8, 0.9, 0.9]  # base top-1 probability at each output position
@@ -64,6 +68,81 @@ def test_word_helpers() -> None:
     chunk = "All work and no play makes Jack. "
     assert remove_repeated_suffix("Intro. " + chunk * 3) == "Intro. " + chunk
     assert remove_repeated_suffix("short short ") == "short short "
+
+
+# ------------------------------------------------------------------ nudging with real tokenizers
+SENTENCE = "The cat sat on the mat."
+
+
+def metaspace_tokenizer() -> PreTrainedTokenizerFast:
+    """A SentencePiece-style (Metaspace, "▁word") BPE tokenizer trained here on a few sentences: like Llama-2's
+    and Gemma's, it decodes "▁cat" alone as "cat", without the word-initial space."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator([SENTENCE, "A dog ran in the park.", "The bird sang on the tree."] * 3,
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "</s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
+
+
+class ScriptedBase:
+    """A base model that always continues toward SENTENCE with top-1 probability 0.2, tokenized and decoded by
+    HFSampler's own text methods over a real tokenizer (only the logits are scripted)."""
+
+    tokenize, decode, count_tokens = HFSampler.tokenize, HFSampler.decode, HFSampler.count_tokens
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+        self.tokenizer, self.compute = tokenizer, Compute()
+
+    def extend(self, prompts, prefixes, max_new_tokens=16, temperature=1.0, **_):
+        (prefix,) = prefixes
+        full, pre = self.tokenize(SENTENCE), self.tokenize(prefix)
+        assert SENTENCE.startswith(prefix) and full[:len(pre)] == pre, (prefix, full, pre)
+        ids = full[len(pre):] + [self.tokenizer.eos_token_id]
+        ids, reason = ids[:max_new_tokens], "eos" if len(ids) <= max_new_tokens else "length"
+        return [Sample(self.decode(ids), ids, 0.0, reason, [math.log(0.2)] * len(ids))]
+
+
+class ScriptedNudger:
+    """An aligned model that writes SENTENCE three words at a time."""
+
+    def __init__(self) -> None:
+        self.compute = Compute()
+
+    def extend(self, prompts, prefixes, max_new_tokens=16, temperature=1.0, **_):
+        rest = split_words(SENTENCE[len(prefixes[0]):])
+        text = "".join(rest[:3])
+        return [Sample(text, [], 0.0, "eos" if len(rest) <= 3 else "length")]
+
+
+@pytest.mark.parametrize("tokenizer", ["metaspace", "tiny-random"])
+def test_base_agreement_is_read_in_context_for_any_tokenizer(tokenizer: str) -> None:
+    tok = metaspace_tokenizer() if tokenizer == "metaspace" else load_tokenizer("tiny-random")
+    if tokenizer == "metaspace":  # the trap: the token alone decodes without its space
+        assert tok.decode(tok(" cat", add_special_tokens=False)["input_ids"]) == "cat"
+    res = nudge(ScriptedBase(tok), ScriptedNudger(), ["q"], gamma=0.5, chunk=16)[0]
+    # The base is never confident (0.2 < γ) but always agrees with the nudger's next word, so control goes back
+    # to it after every first word: nudger "The", base " cat", nudger " sat", base " on", nudger finishes.
+    assert res.info["segments"] == [("nudger", "The"), ("base", " cat"), ("nudger", " sat"), ("base", " on"),
+                                    ("nudger", " the mat.")]
+    assert res.completion == SENTENCE  # base text keeps its word-initial spaces too
+    assert res.info["stop_reason"] == "nudger_finished"
+
+
+def test_nudging_needs_a_base_that_can_tokenize() -> None:
+    class NoTokenize:
+        compute = Compute()
+
+        def decode(self, ids):
+            return ""
+
+        def count_tokens(self, text):
+            return 0
+
+    with pytest.raises(ConfigError, match="tokenize"):
+        nudge(NoTokenize(), ScriptedNudger(), ["q"])  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ URIAL

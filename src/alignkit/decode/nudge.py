@@ -14,6 +14,12 @@ Loop as `fywalter/nudging` `completion_with_nudging` (A4.1), exchanging **words*
       chunks as needed; stop at the first uncertain token, at EOS, on a repeated chunk or at the length limit.
     post-process: drop back-to-back repeats (≥ 30 chars) at the end.
 
+"B's first token" is its text *in context*: decode(context + [t]) minus decode(context), with the context
+tokenized by the base itself. Decoding the token alone is not tokenizer-independent: SentencePiece/Metaspace
+decoders (Llama-2, Gemma: the paper's own base models) drop a word-initial space ("▁the" alone decodes to "the"),
+so " the".startswith("the") is never true and control would never be handed back (issue #13.3). Base text
+appended to the output is decoded in context for the same reason (else "The" + "cat" loses the space).
+
 The uncertainty test is always the base's *max* next-token probability (raw model, temperature 1), here read from
 greedy `token_logprobs` (greedy token = top-1). Both models decode greedily, as the paper. Defaults: γ = 0.3
 (argparse default; the paper uses 0.4 for Llama-2, 0.3 for Gemma-2/OLMo), chunk 16, max_tokens 512 (counted
@@ -72,6 +78,19 @@ def _top1(sample_logprobs: list[float], k: int) -> float:
     return math.exp(sample_logprobs[k])
 
 
+def continuation_text(base: TokenSampler, context: str, token_ids: Sequence[int]) -> str:
+    """The text `token_ids` add after `context`, decoded in context (see the module docstring): the base's own
+    tokenization of the context, decode(context_ids + token_ids) with decode(context_ids) cut off the front."""
+    if not token_ids:
+        return ""
+    pre = list(base.tokenize(context)) if context else []  # type: ignore[attr-defined]
+    head = base.decode(pre)
+    full = base.decode(pre + list(token_ids))
+    if not full.startswith(head):  # a decoder that rewrites earlier text: fall back to a token-alone decode
+        return base.decode(list(token_ids))
+    return full[len(head):]
+
+
 def nudge(base: TokenSampler, nudger: Sampler, prompts: Sequence[Prompt], *, gamma: float = 0.3, chunk: int = 16,
           max_tokens: int = 512, max_rounds: int = 150, system: str = "", answer_start: str = "",
           dedupe: bool = True) -> list[StrategyResult]:
@@ -83,7 +102,7 @@ def nudge(base: TokenSampler, nudger: Sampler, prompts: Sequence[Prompt], *, gam
         raise ConfigError(f"gamma is a probability threshold (>= 0; above 1 the nudger writes everything), got {gamma}")
     if chunk < 1 or max_tokens < 1 or max_rounds < 1:
         raise ConfigError("chunk, max_tokens and max_rounds must be >= 1")
-    for m in ("decode", "count_tokens"):
+    for m in ("decode", "count_tokens", "tokenize"):
         if not hasattr(base, m):
             raise ConfigError(f"the base sampler needs {m}() (HFSampler has it)")
     results = []
@@ -136,9 +155,10 @@ def _nudge_one(base: TokenSampler, nudger: Sampler, np_: NudgingPrompt, gamma: f
         for j in range(1, len(words)):
             if words[j].strip() == "":
                 continue  # empty "words" from double spaces
-            b = base.extend([np_.base], [out.text + "".join(words[:j])], max_new_tokens=chunk, temperature=0)[0]
+            context = out.text + "".join(words[:j])
+            b = base.extend([np_.base], [context], max_new_tokens=chunk, temperature=0)[0]
             first_is_eos = b.finish_reason == "eos" and len(b.token_ids) == 1
-            first = "" if first_is_eos else base.decode(b.token_ids[:1])
+            first = "" if first_is_eos else continuation_text(base, context, b.token_ids[:1])
             if (first and words[j].startswith(first)) or _top1(b.token_logprobs, 0) >= gamma:
                 accepted, b_out = j, b  # the base agrees or is confident: hand back after words[:j]
                 break
@@ -169,7 +189,7 @@ def _base_stage(base: TokenSampler, prompt: str, b_out: Sample, gamma: float, ch
             take = k + 1
         first = False
         hit_eos = take == len(ids) and b_out.finish_reason == "eos"
-        out.add("base", base.decode(ids[:take]))
+        out.add("base", continuation_text(base, out.text, ids[:take]))
         if hit_eos or (take == len(ids) and b_out.finish_reason == "stop"):
             return True, "base_finished"
         if take < len(ids):
