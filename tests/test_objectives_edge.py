@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from alignkit.errors import ConfigError
-from alignkit.objectives import OBJECTIVES, LogProbs, describe_objectives, get_objective, is_stateful
+from alignkit.objectives import (
+    OBJECTIVES,
+    LogProbs,
+    ObjectiveState,
+    describe_objectives,
+    get_objective,
+    is_stateful,
+)
 from alignkit.objectives.base import ObjectiveSpec
 
 D = torch.float64
@@ -173,6 +180,57 @@ def test_bco_running_delta_persists_and_survives_json_checkpoint() -> None:
     restored = json.loads(json.dumps(state2))
     rest = [get_objective("bco")(b, state=restored)[1]["delta"] for b in batches[1:]]
     assert rest == pytest.approx(deltas[1:], abs=1e-12)
+
+
+class OtherRank:
+    """A fake `accelerator.reduce(t, reduction="sum")` for rank 0 of two: adds the other rank's (sum, count)."""
+
+    def __init__(self, *others: tuple[float, float]) -> None:
+        self.others = list(others)
+        self.calls = 0
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        s, n = self.others[self.calls]
+        self.calls += 1
+        return t + torch.tensor([s, n], dtype=t.dtype)
+
+
+def sp(z: float) -> float:
+    return math.log1p(math.exp(z))  # softplus: −log σ(−z)
+
+
+def test_bco_delta_is_reduced_over_processes() -> None:
+    # rank 0 holds r = 0.1·[0.5, −0.3, 0.1], rank 1 holds r = 0.1·[1.0, −0.2] (sum 0.08, 2 items):
+    # δ = (0.05 − 0.03 + 0.01 + 0.1 − 0.02) / 5 = 0.022 on both, not rank 0's own 0.01
+    state = ObjectiveState()
+    state.reduce = OtherRank((0.08, 2.0))
+    value, m = get_objective("bco")(unpaired([0.5, -0.3, 0.1], [True, False, False]), state=state)
+    assert m["delta"] == pytest.approx(0.022, abs=1e-12)
+    assert state["delta"]["count"] == pytest.approx(5.0)
+    assert float(value) == pytest.approx((sp(-(0.05 - 0.022)) + sp(-0.03 - 0.022) + sp(0.01 - 0.022)) / 3, abs=1e-12)
+    assert json.loads(json.dumps(state)) == {"delta": {"mean": pytest.approx(0.022), "count": pytest.approx(5.0)}}
+
+
+def test_bco_class_mean_reduces_each_class_even_when_a_rank_has_none() -> None:
+    # rank 0 has no desirable item; rank 1 contributes desirable r = [0.2] and undesirable r = [0.0, −0.1]
+    state = ObjectiveState()
+    state.reduce = OtherRank((0.2, 1.0), (-0.1, 2.0))
+    _, m = get_objective("bco")(unpaired([-0.4], [False]), state=state, delta_mode="class_mean")
+    assert state.reduce.calls == 2  # the empty class still joined the collective (else the ranks would hang)
+    assert m["delta"] == pytest.approx(0.5 * (0.2 + (-0.04 - 0.1) / 3), abs=1e-12)
+
+
+def test_bco_frozen_state_reads_delta_without_moving_it() -> None:
+    state = ObjectiveState({"delta": {"mean": 0.3, "count": 7.0}})
+    state.reduce, state.frozen = OtherRank(), True  # no reduction may happen: eval shards differ per rank
+    _, m = get_objective("bco")(unpaired([0.5, -0.3], [True, False]), state=state)
+    assert m["delta"] == pytest.approx(0.3) and state == {"delta": {"mean": 0.3, "count": 7.0}}
+    # evaluated before any training step: the batch's own mean, and still nothing stored
+    fresh = ObjectiveState()
+    fresh.frozen = True
+    _, m = get_objective("bco_pair")(LogProbs(policy=t([[0.5, -0.3]]), lengths=t([[1.0, 1.0]]),
+                                              reference=t([[0.0, 0.0]])), state=fresh)
+    assert m["delta"] == pytest.approx(0.01) and fresh == {}
 
 
 def test_bco_one_class_batch_still_updates_delta() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from alignkit.objectives import distill, judged, listwise, pairwise, sft, unpaired  # noqa: F401  (register)
+from alignkit.objectives._common import ObjectiveState
 from alignkit.objectives.base import OBJECTIVES, LogProbs, ObjectiveSpec, get_objective, register_objective
 
 # hyperparameters that are plumbing, not tuning knobs: hidden from listings
@@ -37,5 +38,5 @@ def describe_objectives(data_kind: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["OBJECTIVES", "LogProbs", "ObjectiveSpec", "describe_objectives", "get_objective", "is_stateful",
-           "register_objective"]
+__all__ = ["OBJECTIVES", "LogProbs", "ObjectiveSpec", "ObjectiveState", "describe_objectives", "get_objective",
+           "is_stateful", "register_objective"]

@@ -4,16 +4,22 @@ small running-mean state used by stateful objectives (BCO's reward shift δ).
 Stateful objectives
 -------------------
 An objective that keeps statistics across steps registers a `state=None` default. The engine recognises it by
-`"state" in spec.defaults`, owns one plain `dict` per objective, passes the *same* dict as `state=` on every
+`"state" in spec.defaults`, owns one dict (an `ObjectiveState`) per objective, passes the *same* dict as `state=` on every
 step, and writes it into checkpoints as JSON (it only ever holds floats). Restoring a checkpoint means passing
 the loaded dict back. With `state=None` the objective computes the statistic from the current batch alone.
-In data-parallel runs the engine should hand the objective gathered (all-rank) tensors if it wants the
-statistic to match a single-process run; the objective itself does not communicate.
+
+Data parallel (spec §11.3: running statistics are reduced across ranks): the engine passes an `ObjectiveState`,
+a dict whose `reduce` attribute sums a tensor over processes (`accelerator.reduce(t, reduction="sum")`). Every
+running-mean update then merges the *global* batch (sum and count of all ranks), so each rank holds the same δ
+as one process with the whole batch would, and the checkpoint written by rank 0 is every rank's. Its `frozen`
+attribute (set for evaluation) makes updates read δ without moving it: eval batches differ per rank, and the
+training statistic should not depend on how often one evaluates.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -118,18 +124,39 @@ def zero_loss(like: Tensor) -> Tensor:
 
 # ---- running mean (BCO δ) ---------------------------------------------------------------------------------
 
+class ObjectiveState(dict):  # type: ignore[type-arg]
+    """The persistent state dict of a stateful objective, plus how to reduce across processes (not saved).
+
+    `reduce`: sums a tensor over data-parallel processes (None in one process); every rank must call it in the
+    same order, which holds because every rank runs the same objective on every training step.
+    `frozen`: when True, running means are read, not updated (evaluation).
+    """
+
+    reduce: Callable[[Tensor], Tensor] | None = None
+    frozen: bool = False
+
+
 def running_mean_update(state: dict[str, Any] | None, key: str, values: Tensor) -> float:
     """Merge `values` into the count-weighted running mean stored under `state[key]` and return the new mean.
 
     The merge is TRL's `RunningMoments` rule (exact running mean; the initial count 1e-24 makes the first update
-    return the batch mean). With `state=None` the batch mean is returned and nothing is kept.
+    return the batch mean); TRL reduces the batch over processes first (`get_global_statistics`), as this does
+    through `ObjectiveState.reduce`. With `state=None` the batch mean is returned and nothing is kept; with a
+    frozen state the stored mean is returned (the batch mean if there is none yet) and nothing changes.
     """
     values = values.detach().double()
-    n = values.numel()
+    frozen = bool(getattr(state, "frozen", False))
+    local = torch.stack([values.sum(), values.new_tensor(float(values.numel()))])
+    reduce = getattr(state, "reduce", None)
+    if reduce is not None and not frozen:
+        local = reduce(local)  # even with no local values: every rank joins the collective
+    total, n = (float(v) for v in local.tolist())
+    if state is not None and key in state and (n == 0 or frozen):
+        return float(state[key]["mean"])
     if n == 0:
-        return float(state[key]["mean"]) if state is not None and key in state else 0.0
-    batch_mean = float(values.mean())
-    if state is None:
+        return 0.0
+    batch_mean = total / n
+    if state is None or frozen:
         return batch_mean
     entry = state.setdefault(key, {"mean": 0.0, "count": 1e-24})
     tot = entry["count"] + n
