@@ -1,4 +1,5 @@
-"""Representation steering (spec A6): exact no-op at α=0, monotone probe response, save/load, PCA sign."""
+"""Representation steering (spec A6): exact no-op at α=0, monotone probe response, save/load, PCA sign, and a
+vector read where it is added (the last layer included)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from alignkit.decode.hf import HFSampler
 from alignkit.decode.steer import (
     SteeredSampler,
     SteeringVector,
+    decoder_layers,
     extract_steering_vector,
     last_token_states,
     steering,
@@ -90,3 +92,48 @@ def test_save_load_and_steered_sampler(tiny, tmp_path) -> None:
     with pytest.raises(ConfigError, match="no direction"):
         with steering(model, back, 1.0, layers=[0]):
             pass
+
+
+def _block_outputs_at_last_token(model, tok, texts, layer):
+    """Independent reader: a forward hook on decoder block `layer` (where steering adds), last token."""
+    got = []
+    block = decoder_layers(model)[layer]
+    handle = block.register_forward_hook(lambda m, a, out: got.append((out[0] if isinstance(out, tuple) else out)[0, -1]))
+    try:
+        with torch.inference_mode():
+            for t in texts:
+                model(input_ids=torch.tensor([tok(t)["input_ids"]]))
+    finally:
+        handle.remove()
+    return torch.stack(got).float()
+
+
+@pytest.mark.parametrize("layer", [0, -1])
+def test_vector_read_and_added_at_the_same_point_moves_the_mean_by_exactly_the_vector(tiny, layer) -> None:
+    model, tok = tiny
+    positives, negatives = [a for a, _ in PAIRS], [b for _, b in PAIRS]
+    diff = (_block_outputs_at_last_token(model, tok, positives, layer)
+            - _block_outputs_at_last_token(model, tok, negatives, layer)).mean(0)
+    vec = extract_steering_vector(model, tok, PAIRS, layers=[layer])
+    v = vec.vectors[len(decoder_layers(model)) - 1 if layer == -1 else layer]
+    # The extracted direction is the mean difference of the very activations the hook adds to (at the last layer
+    # too, where hidden_states[-1] is after the final norm and would give another direction).
+    assert torch.allclose(v, diff / diff.norm(), atol=1e-5)
+    # Adding ‖d‖·v to the negatives moves their mean activation at that layer onto the positives' mean.
+    with steering(model, vec, alpha=diff.norm().item()):
+        moved = _block_outputs_at_last_token(model, tok, negatives, layer).mean(0)
+    target = _block_outputs_at_last_token(model, tok, positives, layer).mean(0)
+    assert torch.allclose(moved, target, atol=1e-4)
+
+
+def test_last_layer_states_are_read_before_the_final_norm(tiny) -> None:
+    model, tok = tiny
+    text = ["Tell me about your day"]
+    states = last_token_states(model, tok, text, [0, -1])
+    ids = torch.tensor([tok(text[0])["input_ids"]])
+    with torch.inference_mode():
+        hs = model(input_ids=ids, output_hidden_states=True).hidden_states
+        normed = model.model.norm(states[-1])
+    assert torch.allclose(states[0][0], hs[1][0, -1], atol=1e-5)  # inner blocks: the same as hidden_states
+    assert torch.allclose(normed[0], hs[-1][0, -1], atol=1e-5)  # last: hidden_states[-1] = norm(block output)
+    assert not torch.allclose(states[-1][0], hs[-1][0, -1], atol=1e-3)

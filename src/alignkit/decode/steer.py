@@ -1,8 +1,11 @@
 """Representation steering: RepE / CAA / ActAdd-style vectors added to the residual stream (spec A6).
 
 * Extraction (`extract_steering_vector`) from contrastive prompt pairs (positive, negative), reading the output of
-  decoder block ℓ (`hidden_states[ℓ + 1]`; ℓ indexes `model.model.layers`, negative indices allowed) at the last
-  token (RepE `rep_token = −1`):
+  decoder block ℓ (ℓ indexes `model.model.layers`, negative indices allowed) at the last token (RepE
+  `rep_token = −1`). It is read by a forward hook on the block, i.e. exactly where the injection adds: not from
+  `hidden_states[ℓ + 1]`, because transformers applies the final norm to the last entry (`hidden_states[-1]` is
+  post-norm), so a last-layer vector read there would live in another space than the one it is added to
+  (issue #13.5). For ℓ < last the two readings are identical.
   - `method="mean_diff"` (CAA / RepE ClusterMean): v_ℓ = mean_i (h⁺_i − h⁻_i);
   - `method="pca"` (RepE PCARepReader): d_i = h(a_i) − h(b_i), centred; v_ℓ = first principal component; sign
     from labels: +1 if the positive member projects higher than the negative one in at least half the pairs.
@@ -82,25 +85,45 @@ class SteeringVector:
         return cls(vectors, meta.pop("method", "mean_diff"), meta)
 
 
+def _block_hidden(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
 @torch.inference_mode()
 def last_token_states(model: Any, tokenizer: Any, texts: Sequence[str], layers: Sequence[int],
                       batch_size: int = 16) -> dict[int, torch.Tensor]:
-    """Hidden state at the last token of each text, at the output of each decoder block in `layers`."""
+    """Hidden state at the last token of each text, at the output of each decoder block in `layers` (read by a
+    hook on the block, the point `steering` adds to; with steering on, the steered states)."""
     device = next(model.parameters()).device
+    blocks = decoder_layers(model)
+    lays = [_norm_layer(model, ly) for ly in layers]
     out: dict[int, list[torch.Tensor]] = {ly: [] for ly in layers}
-    for start in range(0, len(texts), batch_size):
-        chunk = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts[start:start + batch_size]]
-        width = max(len(c) for c in chunk)
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, c in enumerate(chunk):
-            ids[r, width - len(c):] = torch.tensor(c)
-            mask[r, width - len(c):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        hs = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                   output_hidden_states=True, use_cache=False).hidden_states
-        for ly in layers:
-            out[ly].append(hs[ly + 1][:, -1].float().cpu())
+    seen: dict[int, torch.Tensor] = {}
+
+    def make_reader(ly: int):  # noqa: ANN202
+        def read(module: Any, args: Any, output: Any) -> None:
+            seen[ly] = _block_hidden(output)[:, -1].float().cpu()
+        return read
+
+    handles = [blocks[ly].register_forward_hook(make_reader(ly)) for ly in set(lays)]
+    try:
+        for start in range(0, len(texts), batch_size):
+            chunk = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts[start:start + batch_size]]
+            width = max(len(c) for c in chunk)
+            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, c in enumerate(chunk):
+                ids[r, width - len(c):] = torch.tensor(c)
+                mask[r, width - len(c):] = 1
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            seen.clear()
+            model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                  use_cache=False)
+            for ly, norm in zip(layers, lays, strict=True):
+                out[ly].append(seen[norm])
+    finally:
+        for h in handles:
+            h.remove()
     return {ly: torch.cat(v) for ly, v in out.items()}
 
 
