@@ -233,6 +233,22 @@ def test_csv_quote_closed_by_a_later_quote_is_an_error_too(tmp_path: Path) -> No
     assert [where for where, _ in result.skipped] == [f"{path}:0"]
 
 
+def test_csv_stray_quote_closed_at_the_start_of_a_later_field_is_an_error(tmp_path: Path) -> None:
+    # The stray quote closes at the opening quote of '",abc"' and the cell count comes out right: old reading gave
+    # one record ("Hi,Hello\nx,", 'abc"') for two rows, without a word.
+    path = _csv(tmp_path / "s.csv", 'prompt,completion\n"Hi,Hello\nx,",abc"\n')
+    with pytest.raises(DataError, match=rf"^{path}:0: bad CSV quoting \(a quote inside an unquoted field\)"):
+        read_records(path, "sft")
+    assert read_records(path, "sft", on_bad_record="skip").records == [SFTExample("x", ",abc")]
+
+
+def test_csv_quote_inside_an_unquoted_field_is_an_error(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "s.csv", 'prompt,completion\nThe 5" screen?,Nice\n"The 5"" screen?",Nice\n')
+    with pytest.raises(DataError, match=r"s\.csv:0: bad CSV quoting .* physical line 2; "):
+        read_records(path, "sft")
+    assert read_records(path, "sft", on_bad_record="skip").records == [SFTExample('The 5" screen?', "Nice")]
+
+
 def test_csv_record_over_several_lines_with_too_few_cells_names_its_lines(tmp_path: Path) -> None:
     path = _csv(tmp_path / "s.csv", 'prompt,completion\n"Oops,bad\nYo,Hey"\nA,B\n')
     with pytest.raises(DataError, match=r"expected 2 cells, found 1 \(one record over physical lines 2-3"):

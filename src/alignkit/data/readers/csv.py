@@ -2,11 +2,13 @@
 that is a JSON list of objects is read as chat messages. Positions are 0-based data-row indices; messages about
 quoting also name the physical lines (1-based, the header is line 1).
 
-Quoting is read strictly (RFC 4180): a quoted field must be followed by a delimiter or the end of the line. A
-stray quote at the start of a field otherwise opens a field that runs on until the next quote character, silently
-swallowing the rows in between (issue #14.2); strict reading turns that into an error on the record where the
-quote opened, and reading resumes on the next physical line, so the rows after it are still read and counted.
-A record that legitimately spans lines (a quoted cell with newlines) still reads as one record.
+Quoting is read strictly (RFC 4180, what `csv.writer`, pandas and spreadsheets write): a field is either quoted
+whole, with any quote inside it doubled, or holds no quote, delimiter or line break. A stray quote at the start of
+a field otherwise opens a field that runs on until the next quote character, silently swallowing the rows in
+between (issue #14.2); strict reading turns that into an error on the record where the quote opened, and reading
+resumes on the next physical line, so the rows after it are still read and counted. A bare quote inside an
+unquoted field (`5" screen`) is an error too: it is what the far end of a swallowed stretch looks like. A record
+that legitimately spans lines (a quoted cell with newlines) still reads as one record.
 """
 
 from __future__ import annotations
@@ -70,22 +72,47 @@ def csv_cell(name: str, value: str, source: str, row: int) -> Any:
     return value
 
 
-def _records(lines: list[str], delimiter: str) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
-    """`(first, last, cells)` for each CSV record, with its physical lines (1-based); `cells` is the csv.Error for
-    a malformed record, after which reading restarts on the line after that record's first line."""
+def _well_quoted(raw: str, cells: list[str], delimiter: str) -> bool:
+    """Whether `raw` (a record's physical lines) is `cells` written the RFC 4180 way: each field quoted whole
+    with inner quotes doubled, or bare and free of quotes, delimiters and line breaks."""
+    pos = 0
+    for k, cell in enumerate(cells):
+        if k:
+            if not raw.startswith(delimiter, pos):
+                return False
+            pos += len(delimiter)
+        quoted = '"' + cell.replace('"', '""') + '"'
+        if raw.startswith(quoted, pos):
+            pos += len(quoted)
+        elif raw.startswith(cell, pos) and not any(c in cell for c in ('"', delimiter, "\r", "\n")):
+            pos += len(cell)
+        else:
+            return False
+    return raw[pos:] in ("", "\n", "\r\n", "\r")
+
+
+def _records(lines: list[str], delimiter: str) -> Iterator[tuple[int, int, list[str] | str]]:
+    """`(first, last, cells)` for each CSV record with its physical lines (1-based); for a badly quoted record
+    `cells` is the reason instead, and reading restarts on the line after that record's first line (the lines a
+    stray quote swallowed are read again as the rows they were meant to be)."""
     start = 0  # index in `lines` where the current reader began
     while start < len(lines):
         reader = csv.reader(itertools.islice(lines, start, None), delimiter=delimiter, strict=True)
         done = 0  # lines this reader has consumed before the record being read
         try:
             for cells in reader:
-                yield start + done + 1, start + reader.line_num, cells
+                first, last = start + done + 1, start + reader.line_num
                 done = reader.line_num
-            return
+                if cells and not _well_quoted("".join(lines[first - 1:last]), cells, delimiter):
+                    yield first, last, "a quote inside an unquoted field"
+                    break
+                yield first, last, cells
+            else:
+                return
         except csv.Error as e:
-            first = start + done + 1
-            yield first, start + reader.line_num, e
-            start = first  # `first` is 1-based, so as an index it is the next line
+            first, last = start + done + 1, start + reader.line_num
+            yield first, last, str(e)
+        start = first  # `first` is 1-based, so as an index it is the line after the bad record's first
 
 
 def csv_rows(path: Path, delimiter: str) -> RowStream:
@@ -94,17 +121,18 @@ def csv_rows(path: Path, delimiter: str) -> RowStream:
     # surrogateescape keeps reading past invalid bytes so the bad row alone can be reported (and skipped).
     text = data.decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
     # The same line splitting the csv module does on a file opened with newline="".
-    records = _records(list(io.StringIO(text, newline="")), delimiter)
+    lines = list(io.StringIO(text, newline=""))
+    records = _records(lines, delimiter)
     first = next(records, None)
     if first is None:
         return
-    if isinstance(first[2], csv.Error):
+    if isinstance(first[2], str):
         raise DataError(f"bad CSV header ({first[2]})", source=source)
     header = first[2]
     if len(set(header)) != len(header):
         raise DataError(f"duplicate column names in the header {header}", source=source)
     for i, (top, bottom, cells) in enumerate(records):
-        if isinstance(cells, csv.Error):
+        if isinstance(cells, str):
             span = f"physical line {top}" + (f" (read on to line {bottom})" if bottom != top else "")
             yield i, DataError(f"bad CSV quoting ({cells}) in the record starting on {span}; a stray quote? "
                                "Quote a field whole and double any quote inside it", source=source, line=i)
