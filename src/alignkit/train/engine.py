@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import inspect
 import json
-import random
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from alignkit.config import save_config
 from alignkit.errors import ConfigError
 from alignkit.models import load_model, model_fingerprint
+from alignkit.objectives import ObjectiveState
 from alignkit.objectives.base import ObjectiveSpec, get_objective
 from alignkit.rundir import locks_output_dir, replace_dir
+from alignkit.runtime import make_accelerator, seed_everything, split_eval  # lived here; re-exported
 from alignkit.train.batching import Batch, TokenizedData, collate
 from alignkit.train.checkpoint import prepare_from_config
 from alignkit.train.config import TrainConfig
@@ -87,29 +87,6 @@ def check_hparams(spec: ObjectiveSpec, hparams: dict[str, Any]) -> None:
         raise ConfigError(f"objective {spec.name!r} does not take {unknown}; its arguments: {sorted(accepted)}")
 
 
-def split_eval(records: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    if fraction <= 0:
-        return records, []
-    n_eval = max(1, int(round(len(records) * fraction)))
-    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed + 7)).tolist()
-    held = set(order[:n_eval])
-    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def make_accelerator() -> Any:
-    from accelerate import Accelerator
-
-    # Without `cpu=True` Accelerate ignores torchrun's WORLD_SIZE on a machine without GPUs (one process each).
-    has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-    return Accelerator(cpu=not has_gpu)
-
-
 @locks_output_dir(prepare=prepare_from_config)  # lock, writability, previous run: before loading (issue #14)
 def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: list[Any] | None = None,
           accelerator: Any = None, log: Any = None, on_checkpoint: Any = None) -> TrainResult:
@@ -132,7 +109,7 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     hparams = cfg.objective_hparams()
     check_hparams(spec, hparams)
     stateful = "state" in spec.defaults
-    state: dict[str, Any] | None = {} if stateful else None
+    state: dict[str, Any] | None = ObjectiveState() if stateful else None
     if stateful:
         hparams.pop("state", None)
 
@@ -213,6 +190,8 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
                       records={"train": records, **({"eval": eval_records} if eval_data is not None else {})})
     if with_kl and accelerator.num_processes > 1:
         step.gather = accelerator.gather
+    if isinstance(state, ObjectiveState) and accelerator.num_processes > 1:  # BCO's δ over the global batch
+        state.reduce = lambda t: accelerator.reduce(t, reduction="sum")
     eval_fn = make_eval_fn(step, eval_data, pad_id, eval_bs, accelerator, with_kl) if eval_data else None
     # Same initial RNG state whether or not the reference pass or eval split consumed random numbers.
     seed_everything(cfg.seed + 1)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from alignkit.errors import ConfigError, TrainingError
+from alignkit.runtime import make_scheduler  # lived here; re-exported
 from alignkit.train.checkpoint import latest_valid, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from alignkit.train.config import TrainConfig
 
@@ -49,23 +50,6 @@ class LoopResult:
     skipped_steps: int = 0
     resumed_from: int = 0
     examples_left_out_per_epoch: int = 0
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
-                   ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup from 0, then linear decay to 0, cosine decay to 0, or constant."""
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return max(0.0, 1.0 - progress)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> list[int]:

@@ -39,6 +39,7 @@ from alignkit.rewards.training.evaluate import evaluate_rm
 from alignkit.rewards.training.module import build_reward_model, merge_lora_backbone, prepare_trainable
 from alignkit.rewards.training.pal_reward import PALReward
 from alignkit.rewards.training.steps import DeviceStep, _make_step
+from alignkit.runtime import make_accelerator, seed_everything, split_eval
 
 
 @dataclass
@@ -69,7 +70,6 @@ def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None 
                        on_checkpoint: Any = None) -> RewardTrainResult:
     """Train a reward model with `cfg.objective` through `train_loop`; see the module docstring for the run
     directory. `records`/`eval_records` bypass reading `cfg.data`/`cfg.eval_data` (Python use)."""
-    from alignkit.train.engine import make_accelerator, seed_everything, split_eval
     from alignkit.train.loop import train_loop
 
     cfg.validate(need_data=records is None)
