@@ -83,20 +83,21 @@ def test_recipes_are_valid_configs(recipe: str) -> None:
     assert cfg.objective == "grpo" and cfg.lora.enabled and cfg.reference == "adapter"
     from alignkit.rl.trainer import build_reward
 
-    assert build_reward(args).name in ("bleu", "csr")
+    assert build_reward(args)[0].name in ("bleu", "csr")
     if cfg.data.startswith("suite:"):
         assert load_prompts(cfg.data)
     else:
         assert all(r.references for r in load_prompts(str(ROOT / cfg.data)))
 
 
-def test_cli_train_dispatches_online_objectives(tmp_path: Path) -> None:
+@pytest.mark.parametrize("objective", ["rloo", "grpo_loo"])
+def test_cli_train_dispatches_online_objectives(tmp_path: Path, objective: str) -> None:
     from alignkit.cli import main
 
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("Hi", "Name a colour.")))
     out = tmp_path / "run"
-    rc = main(["train", "--model", "tiny-random", "--data", str(data), "--objective", "rloo", "--output-dir",
+    rc = main(["train", "--model", "tiny-random", "--data", str(data), "--objective", objective, "--output-dir",
                str(out), "--set", "max_steps=1", "--set", "batch_size=2", "--set", "beta=0", "--set",
                "progress=false", "--set", "objective_args.reward=keyword:a", "--set",
                "objective_args.num_generations=2", "--set", "objective_args.max_new_tokens=3"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alignkit.cli import add_command
+from alignkit.rewards.registry import ALLOW_CODE_REWARDS_HELP
 
 TRAIN_EXAMPLES = """  alignkit train --model tiny-random --data pairs.jsonl --objective dpo --output-dir runs/x
   alignkit train recipe.yaml --set lr=1e-5 --set lora.r=8 --set objective_args.label_smoothing=0.1
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue from the latest valid checkpoint in --output-dir (its config.yaml is reused)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over although --output-dir holds a previous run (deletes its checkpoints)")
+    p.add_argument("--allow-code-rewards", action="store_true", help=ALLOW_CODE_REWARDS_HELP)
     p.set_defaults(func=run_train, interrupt_hint="rerun with --resume to continue from the last checkpoint")
 
     e = add_command(sub, "export", "Write a run's trained model as a plain HF directory (LoRA merged).",
@@ -54,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, imported lazily
     from pathlib import Path
 
-    from alignkit.config import load_config
+    from alignkit.config import load_config, parse_override
+    from alignkit.rewards.registry import check_config_rewards
     from alignkit.train.config import TrainConfig
 
     config = args.config
@@ -63,6 +66,10 @@ def build_config(args: argparse.Namespace):  # noqa: ANN201 - TrainConfig, impor
     base = {"model": args.model, "data": args.data, "eval_data": args.eval_data, "objective": args.objective,
             "output_dir": args.output_dir, "on_bad_record": args.on_bad_record}
     cfg = load_config(TrainConfig, config, args.overrides, base)
+    # A reward spec that imports code (objective_args.reward of online RL) must not run just because a config
+    # file names it (issue #14 item 16); what was typed on the command line is trusted.
+    check_config_rewards(cfg.objective_args.get("reward"), [parse_override(o)[1] for o in args.overrides],
+                         source=config, allow=getattr(args, "allow_code_rewards", False))
     if args.resume:
         cfg.resume = True
     if getattr(args, "overwrite", False):

@@ -14,7 +14,11 @@ equal gets Â = 0 (no signal; the 1e-4 only keeps the division finite).
 RLOO (Ahmadian et al. 2024, "Back to Basics"; Kool et al. 2019): each sample's baseline is the mean reward of the
 *other* G−1 samples of its prompt,
     b_i = (Σ_j r_j − r_i) / (G − 1),    Â_i = r_i − b_i = G/(G−1) · (r_i − mean_G r),
-optionally normalised over the batch (TRL RLOO `normalize_advantages`). G ≥ 2 is required by both.
+optionally normalised over the batch (TRL RLOO `normalize_advantages`). G ≥ 2 is required by both. For the
+`rloo` estimator (the paper's method) the reward is first KL-penalised per sequence, r_i ← r_i − β·KL_i with
+KL_i = Σ_t (log π_old − log π_ref) (losses.sequence_kl), and the baseline is taken over the penalised rewards
+(Ahmadian et al. 2024 §3; TRL RLOOTrainer). `grpo_loo` (GRPO's per-token loss + k3 with leave-one-out advantages,
+alignkit's former "rloo") uses the raw rewards: its KL is in the loss.
 """
 
 from __future__ import annotations
@@ -62,14 +66,26 @@ def rloo_advantages(rewards: Tensor, group_size: int, normalize: bool = False) -
     return adv
 
 
+def kl_penalized(rewards: Tensor, seq_kl: Tensor | None, beta: float) -> Tensor:
+    """RLOO's reward r − β·KL per sequence (`seq_kl` None or β = 0: the rewards unchanged)."""
+    if seq_kl is None or beta == 0.0:
+        return rewards.float()
+    if seq_kl.shape != rewards.shape:
+        raise ConfigError(f"sequence KL {tuple(seq_kl.shape)} and rewards {tuple(rewards.shape)} differ in shape")
+    return rewards.float() - beta * seq_kl.float().detach()
+
+
 def compute_advantages(rewards: Tensor, group_size: int, estimator: str, scale: Scale = "group",
-                       normalize: bool = False) -> Tensor:
-    """Dispatch by estimator name: `grpo` uses `scale`, `rloo` uses `normalize`."""
+                       normalize: bool = False, seq_kl: Tensor | None = None, beta: float = 0.0) -> Tensor:
+    """Dispatch by estimator name: `grpo` uses `scale`; `grpo_loo` and `rloo` use `normalize`; `rloo` subtracts
+    β·`seq_kl` from the rewards before the leave-one-out baseline."""
     if estimator == "grpo":
         return grpo_advantages(rewards, group_size, scale)
-    if estimator == "rloo":
+    if estimator == "grpo_loo":
         return rloo_advantages(rewards, group_size, normalize)
-    raise ConfigError(f"unknown advantage estimator {estimator!r}; use 'grpo' or 'rloo'")
+    if estimator == "rloo":
+        return rloo_advantages(kl_penalized(rewards, seq_kl, beta), group_size, normalize)
+    raise ConfigError(f"unknown advantage estimator {estimator!r}; use 'grpo', 'rloo' or 'grpo_loo'")
 
 
 def group_stats(rewards: Tensor, group_size: int) -> dict[str, float]:

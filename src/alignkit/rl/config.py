@@ -1,4 +1,4 @@
-"""Online-RL settings: the `objective_args` of a `TrainConfig` whose objective is `grpo` or `rloo`.
+"""Online-RL settings: the `objective_args` of a `TrainConfig` whose objective is `grpo`, `rloo` or `grpo_loo`.
 
 They live in `objective_args` (typed and checked here, so a typo still fails loudly) to keep `TrainConfig` the one
 config of `alignkit train`. Shared keys keep their TrainConfig meaning: `batch_size` = prompts per micro-batch,
@@ -7,7 +7,16 @@ process, each `num_generations` times), `beta` the KL weight, `max_steps` the nu
 `lora`, `reference`, `seed`, `save_every`, `resume`.
 
 Defaults are TRL 0.17's GRPOConfig (what BLEUBERI ran, spec objectives.md §9.1) except where CPU-sized runs need
-otherwise (completion length); RLOO's defaults follow TRL's RLOOConfig (no std scaling, sequence aggregation).
+otherwise (completion length); RLOO's follow TRL's RLOOConfig (β 0.05, no std scaling; its loss is per sequence,
+so `loss_type` does not apply). `grpo_loo` is GRPO's per-token loss with leave-one-out advantages (what alignkit
+called "rloo" before it followed the RLOO paper); it defaults to the sequence aggregation and β 0.05.
+
+LSC (spec objectives.md §8, Wang et al. 2024): `reward_transform: log_sigmoid` replaces the reward by
+Σ_k log σ(r_k − r_ref,k(x)), the AND of the K configured rewards, each against a per-prompt reference reward:
+`reward_ref: base` (default, the spec's recommendation) draws `reward_ref_samples` completions per prompt from the
+reference policy once, before the first update, and reduces each reward's scores with `reward_ref_statistic`
+(mean, median or qQ; the paper's choice is unstated, spec §14, so the library's median); `reward_ref: group`
+takes the statistic of the step's own G samples of the prompt instead (no extra sampling, but r_ref moves with π).
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ from alignkit.config import from_dict
 from alignkit.errors import ConfigError
 from alignkit.rl.losses import resolve_aggregation
 
-ONLINE_OBJECTIVES = ("grpo", "rloo")
+ONLINE_OBJECTIVES = ("grpo", "rloo", "grpo_loo")
+REFERENCE_SOURCES = ("base", "group")
 
 
 @dataclass
@@ -29,8 +39,10 @@ class OnlineArgs:
     # reward: one spec (`csr`, `ifeval`, `bleu`, `keyword:...`, `module:function`) or several, combined
     reward: str | list[str] = "csr"
     reward_weights: list[float] = field(default_factory=list)  # weighted sum of several rewards; default 1 each
-    reward_transform: str = "none"  # "none" | "log_sigmoid" (spec §8: u = log σ(r − reward_ref))
-    reward_ref: float = 0.0  # r_ref for log_sigmoid (a global reference reward)
+    reward_transform: str = "none"  # "none" | "log_sigmoid" (spec §8: Σ_k log σ(r_k − r_ref,k(x)))
+    reward_ref: str = "base"  # r_ref(x) from: base (reference-policy samples, once) | group (the step's G samples)
+    reward_ref_statistic: str = "median"  # mean | median | qQ (quantile, e.g. q0.75) of those samples' rewards
+    reward_ref_samples: int = 4  # base: reference completions per prompt
     # rollouts
     num_generations: int = 8  # G, completions per prompt (≥ 2)
     max_new_tokens: int = 64
@@ -42,9 +54,9 @@ class OnlineArgs:
     num_iterations: int = 1  # μ: optimisation passes over each rollout batch (π_old = sampler policy)
     epsilon: float = 0.2  # ε_low
     epsilon_high: float | None = None  # ε_high (DAPO clip-higher); None = epsilon
-    loss_type: str = ""  # token (bnpo) | sequence (grpo) | dr_grpo; "" = bnpo for grpo, sequence for rloo
+    loss_type: str = ""  # grpo/grpo_loo: token (bnpo) | sequence (grpo) | dr_grpo; "" = bnpo for grpo, else sequence
     scale_rewards: str = ""  # grpo: group | batch | none (Dr. GRPO); "" = group for grpo
-    normalize_advantages: bool = False  # rloo: whiten advantages over the batch
+    normalize_advantages: bool = False  # rloo, grpo_loo: whiten advantages over the batch
     # logging
     log_samples_every: int = 1  # write the step's rollouts to samples.jsonl every N steps (0 = never)
     samples_per_log: int = 8  # how many rollouts per logged step
@@ -78,6 +90,19 @@ class OnlineArgs:
             raise ConfigError(f"objective_args.scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
         if self.reward_transform not in ("none", "log_sigmoid"):
             raise ConfigError(f"objective_args.reward_transform must be none or log_sigmoid, got {self.reward_transform!r}")
+        if self.reward_ref not in REFERENCE_SOURCES:
+            raise ConfigError(f"objective_args.reward_ref must be one of {REFERENCE_SOURCES} (the per-prompt reference "
+                              f"reward of LSC, spec §8; a global constant is not the paper's method), got "
+                              f"{self.reward_ref!r}")
+        from alignkit.errors import RewardError
+        from alignkit.rewards.combine import reduce_reference
+
+        try:
+            reduce_reference([0.0], self.reward_ref_statistic)
+        except RewardError as e:
+            raise ConfigError(f"objective_args.reward_ref_statistic: {e}") from None
+        if self.reward_ref_samples < 1:
+            raise ConfigError("objective_args.reward_ref_samples must be >= 1")
         specs = self.reward_specs()
         if not specs:
             raise ConfigError("objective_args.reward is empty")
@@ -101,4 +126,8 @@ def online_args(objective: str, objective_args: dict[str, Any]) -> OnlineArgs:
     args.pop("beta", None)  # TrainConfig.beta is the KL weight; accept it here too
     a = from_dict(OnlineArgs, args, prefix="objective_args.")
     a.validate()
+    if objective == "rloo" and a.loss_type not in ("", "sequence", "grpo"):
+        raise ConfigError(f"objective_args.loss_type={a.loss_type!r} does not apply to rloo, whose loss is one "
+                          "clipped ratio per completion (Ahmadian et al. 2024); use objective grpo_loo for GRPO's "
+                          "per-token loss with leave-one-out advantages")
     return a

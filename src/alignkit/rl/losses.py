@@ -1,4 +1,7 @@
-"""The clipped policy-gradient loss of GRPO / RLOO with a k3 KL penalty (spec objectives.md §9.1 step 3-4).
+"""Clipped policy-gradient losses: GRPO's per-token form with a k3 KL penalty (spec objectives.md §9.1 step 3-4),
+and RLOO's per-sequence form (Ahmadian et al. 2024), where the whole completion is one action.
+
+GRPO (`policy_loss`; also `grpo_loo`, the same loss with RLOO's leave-one-out advantages):
 
 Per completion i and token t, with ρ_{i,t} = exp(log π_θ − log π_old) and constant advantage Â_i:
 
@@ -20,6 +23,13 @@ Worked example (§9.1): rewards [0.1, 0.3, 0.2, 0.0], lengths [3, 2, 4, 1], ρ =
 `normalizer` lets a caller that splits one batch into micro-batches pass the *whole* batch's token count (token),
 sequence count (sequence) or sequence count × max length (dr_grpo), so the sum of micro-batch losses equals the
 full-batch loss exactly, whatever the micro-batch size.
+
+RLOO (`sequence_policy_loss`; "Back to Basics", Ahmadian et al. 2024, §3; TRL's RLOOTrainer `_compute_loss`):
+the action is the completion y_i, so the ratio is on the summed sequence log-prob,
+    ρ_i = exp(Σ_t log π_θ(y_i,t) − Σ_t log π_old(y_i,t)),   ℓ = mean_i −min(ρ_i·Â_i, clip(ρ_i, 1−ε_low, 1+ε_high)·Â_i),
+with no KL term in the loss: the KL enters the *reward* before the leave-one-out baseline (`sequence_kl`,
+advantages.rloo_advantages). At μ = 1 (ρ = 1) every token of completion i gets the gradient −Â_i/N whatever its
+length, where GRPO's sequence aggregation gives −Â_i/(N·|y_i|): long completions are not down-weighted.
 """
 
 from __future__ import annotations
@@ -117,4 +127,46 @@ def policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old_logps: T
         metrics["clip_ratio_high"] = float((high * maskf).sum() / ntok)
         metrics["clip_ratio"] = metrics["clip_ratio_low"] + metrics["clip_ratio_high"]
         metrics["ratio_mean"] = float((ratio * maskf).sum() / ntok)
+    return LossOutput(loss, metrics)
+
+
+def sequence_kl(logps: Tensor, ref_logps: Tensor, mask: Tensor) -> Tensor:
+    """Σ_t (log π − log π_ref) over each completion's tokens, `[N]`: the first-order (k1) estimate of the sequence
+    KL that RLOO subtracts from the reward (β·KL, Ahmadian et al. 2024 eq. 1; TRL RLOOTrainer). It may be negative
+    for one sample; its expectation under π is KL(π‖π_ref) ≥ 0. Constant (no gradient)."""
+    if logps.shape != ref_logps.shape or logps.shape != mask.shape:
+        raise ConfigError(f"sequence_kl: shapes {tuple(logps.shape)}, {tuple(ref_logps.shape)}, "
+                          f"{tuple(mask.shape)} differ")
+    return ((logps.float() - ref_logps.float()).detach() * mask.float()).sum(-1)
+
+
+def sequence_policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old_logps: Tensor | None = None,
+                         epsilon_low: float = 0.2, epsilon_high: float | None = None,
+                         normalizer: float | None = None) -> LossOutput:
+    """RLOO's clipped surrogate on whole completions (see module docstring) from per-token log-probs `[N, T]`.
+
+    `old_logps=None` means π_old = π_θ.detach() (μ = 1). `normalizer` (default N) is the whole rollout batch's
+    sequence count when the batch is split into micro-batches. Metrics: `clip_ratio` (`_low`, `_high`: fraction
+    of sequences whose ratio left the trust region in the clipped direction), `ratio_mean` (per sequence).
+    """
+    if logps.shape != mask.shape:
+        raise ConfigError(f"log-probs {tuple(logps.shape)} and mask {tuple(mask.shape)} differ in shape")
+    if advantages.shape != logps.shape[:1]:
+        raise ConfigError(f"advantages {tuple(advantages.shape)} must have one entry per sequence ({logps.shape[0]})")
+    if epsilon_high is None:
+        epsilon_high = epsilon_low
+    if epsilon_low < 0 or epsilon_high < 0:
+        raise ConfigError("clipping epsilons must be >= 0")
+    maskf = mask.float()
+    seq = (logps.float() * maskf).sum(-1)
+    old = seq.detach() if old_logps is None else (old_logps.float() * maskf).sum(-1)
+    ratio = torch.exp(seq - old)
+    adv = advantages.float().detach()
+    per_seq = -torch.min(ratio * adv, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * adv)
+    loss = per_seq.sum() / (normalizer if normalizer is not None else per_seq.shape[0])
+    with torch.no_grad():
+        low = float(((ratio < 1 - epsilon_low) & (adv < 0)).float().mean())
+        high = float(((ratio > 1 + epsilon_high) & (adv > 0)).float().mean())
+        metrics = {"clip_ratio_low": low, "clip_ratio_high": high, "clip_ratio": low + high,
+                   "ratio_mean": float(ratio.mean())}
     return LossOutput(loss, metrics)

@@ -20,6 +20,7 @@ from alignkit.data.tokenize import IGNORE_INDEX
 from alignkit.decode.sampler import Compute, Sample, Sampler
 from alignkit.errors import ConfigError
 from alignkit.rewards.base import Reward, call_reward, reward_name, unpack_prompts
+from alignkit.rewards.combine import LogSigmoidTransform
 from alignkit.rl.data import as_reward_record
 
 
@@ -76,13 +77,20 @@ def score(reward: Reward, records: Sequence[PromptExample], completions: Sequenc
 
 def rollout(sampler: Sampler, reward: Reward, records: Sequence[PromptExample], *, group_size: int,
             max_new_tokens: int, temperature: float, top_p: float = 1.0, top_k: int = 0,
-            stop: Sequence[str] = (), seed: int | None = None) -> Rollout:
+            stop: Sequence[str] = (), seed: int | None = None,
+            group_references: Sequence[LogSigmoidTransform] = ()) -> Rollout:
+    """Sample, then score. `group_references`: LSC transforms whose per-prompt reference is refitted on this
+    step's groups before scoring (`reward_ref: group`, rl.lsc)."""
     start = time.perf_counter()
     before = sampler.compute.copy()
     prompt_ids = encode_prompts(sampler, records)
     grouped = sampler.sample([r.prompt for r in records], n=group_size, max_new_tokens=max_new_tokens,
                              temperature=temperature, top_p=top_p, top_k=top_k, stop=stop, seed=seed)
     samples = [s for g in grouped for s in g]
+    if group_references:
+        from alignkit.rl.lsc import fit_group_references
+
+        fit_group_references(group_references, records, [s.text for s in samples], group_size)
     scores, parts, info = score(reward, records, [s.text for s in samples], group_size)
     compute = sampler.compute.minus(before)
     compute.reward_calls += len(samples)

@@ -1,4 +1,4 @@
-"""The online RL loop (GRPO, RLOO) on the offline engine's pieces: Accelerate, the completion-only log-prob kernel
+"""The online RL loop (GRPO, RLOO, GRPO-LOO) on the offline engine's pieces: Accelerate, the completion-only log-prob kernel
 (`train.logps`), reference modes (`train.reference`), atomic checkpoints (`train.checkpoint`), the LR schedule and
 `metrics.jsonl` writer (`train.loop`).
 
@@ -6,11 +6,14 @@ One step, top to bottom:
 1. take this process's `batch_size × grad_accum` prompts (a pure function of seed, step and rank);
 2. sample `num_generations` completions per prompt through the Sampler protocol (seeded by seed and step, so a
    resumed run samples exactly what an uninterrupted one would), score them with the reward;
-3. advantages per prompt group (GRPO: group-relative, RLOO: leave-one-out; spec objectives.md §9.1);
-4. no-grad log-probs of the sampled tokens under π_old (only when μ = num_iterations > 1; with μ = 1 π_old is the
-   detached policy itself) and π_ref (only when β > 0: LoRA adapters off, a separate model, or none);
+3. no-grad log-probs of the sampled tokens under π_old (when μ = num_iterations > 1, or for RLOO's KL with β > 0;
+   otherwise π_old is the detached policy itself) and π_ref (only when β > 0: LoRA adapters off, a separate
+   model, or none); every log-prob is of softmax(logits / T), T the rollout temperature (rl.logps, as TRL);
+4. advantages per prompt group (GRPO: group-relative; RLOO: leave-one-out on r − β·Σ_t(log π_old − log π_ref),
+   the paper's KL-in-reward; GRPO-LOO: leave-one-out on r; spec objectives.md §9.1);
 5. μ passes over the batch, each one optimiser step over `grad_accum` micro-batches of `batch_size` prompts, loss
-   normalised by the whole batch's token/sequence count so micro-batching does not change it;
+   normalised by the whole batch's token/sequence count so micro-batching does not change it (GRPO: per-token
+   clipped ratio + β·k3; RLOO: one clipped ratio per completion, no KL term; rl.losses);
 6. one line of metrics; rollouts to `samples.jsonl` every `log_samples_every` steps; a checkpoint every
    `save_every` steps and at the end.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,19 +38,29 @@ from alignkit.data.records import PromptExample, prompt_text
 from alignkit.decode.sampler import seed_for
 from alignkit.errors import ConfigError, TrainingError
 from alignkit.rewards.base import Reward
+from alignkit.rewards.combine import LogSigmoidTransform
 from alignkit.rl.advantages import compute_advantages, group_stats
 from alignkit.rl.config import OnlineArgs, online_args
 from alignkit.rl.data import load_prompts
-from alignkit.rl.losses import policy_loss
+from alignkit.rl.logps import tempered_logps
+from alignkit.rl.losses import LossOutput, policy_loss, sequence_kl, sequence_policy_loss
 from alignkit.rl.rollout import Rollout, TokenBatch, rollout, rollout_batch
-from alignkit.train.checkpoint import latest_valid, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from alignkit.rundir import locks_output_dir
+from alignkit.train.checkpoint import (
+    latest_valid,
+    load_checkpoint,
+    prepare_from_config,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from alignkit.train.config import TrainConfig
 from alignkit.train.engine import make_accelerator, seed_everything
 from alignkit.train.logps import CompletionLogProbs, as_seq_logprobs
 from alignkit.train.loop import MetricsLog, epoch_order, make_scheduler
 from alignkit.train.reference import adapters_disabled, freeze, resolve_mode
 
-DEFAULT_BETA = {"grpo": 0.04, "rloo": 0.05}  # TRL 0.17 GRPOConfig / TRL RLOOConfig
+DEFAULT_BETA = {"grpo": 0.04, "rloo": 0.05, "grpo_loo": 0.05}  # TRL 0.17 GRPOConfig / TRL RLOOConfig
 
 
 @dataclass
@@ -59,18 +73,21 @@ class OnlineResult:
     tokenizer: Any = None
 
 
-def build_reward(args: OnlineArgs) -> Reward:
-    """The configured reward: one registry spec, or a weighted sum; optionally LSC-transformed (spec §8)."""
-    from alignkit.rewards.combine import log_sigmoid_transform, weighted_sum
+def build_reward(args: OnlineArgs, given: Reward | None = None) -> tuple[Reward, Reward, list[LogSigmoidTransform]]:
+    """(training reward, raw reward, LSC transforms). The raw reward is one registry spec or a weighted sum of
+    several (or `given`); with `reward_transform: log_sigmoid` the training reward is the LSC AND-combination
+    Σ_k log σ(r_k − r_ref,k(x)) over the components (rl.lsc, spec §8), whose references the trainer fits."""
+    from alignkit.rewards.combine import weighted_sum
     from alignkit.rewards.registry import load_reward
+    from alignkit.rl.lsc import lsc_reward
 
-    specs = args.reward_specs()
-    rewards = [load_reward(s) for s in specs]
-    reward = rewards[0] if len(rewards) == 1 and not args.reward_weights else weighted_sum(
-        rewards, args.reward_weights or None)
-    if args.reward_transform == "log_sigmoid":
-        reward = log_sigmoid_transform(reward, ref=args.reward_ref)
-    return reward
+    rewards = [given] if given is not None else [load_reward(s) for s in args.reward_specs()]
+    weights = args.reward_weights if given is None else []
+    raw = rewards[0] if len(rewards) == 1 and not weights else weighted_sum(rewards, weights or None)
+    if args.reward_transform != "log_sigmoid":
+        return raw, raw, []
+    reward, parts = lsc_reward(rewards, weights or None, args.reward_ref_statistic)
+    return reward, raw, parts
 
 
 def resolve_beta(cfg: TrainConfig) -> float:
@@ -98,6 +115,22 @@ def _mean(x: Sequence[float]) -> float:
     return float(sum(x) / len(x)) if x else 0.0
 
 
+def _median(x: Sequence[float]) -> float:
+    return float(statistics.median(x)) if x else float("nan")
+
+
+@dataclass
+class Prepared:
+    """One rollout's micro-batches with their constant (no-grad) log-probs."""
+
+    chunks: list[list[int]]  # flat sample indices per micro-batch
+    batches: list[TokenBatch]
+    masks: list[Tensor]
+    refs: list[Tensor | None]
+    olds: list[Tensor | None]  # None: π_old = the detached policy (μ = 1)
+    seq_kl: Tensor | None = None  # RLOO: Σ_t (log π_old − log π_ref) per sample, flat [P·G]
+
+
 class OnlineTrainer:
     """Holds the models, optimiser and reward of one run; `train()` runs the loop (see module docstring)."""
 
@@ -108,7 +141,7 @@ class OnlineTrainer:
         from alignkit.models import load_model
 
         if cfg.objective not in DEFAULT_BETA:
-            raise ConfigError(f"run_online handles grpo and rloo, not {cfg.objective!r}")
+            raise ConfigError(f"run_online handles {sorted(DEFAULT_BETA)}, not {cfg.objective!r}")
         self.cfg, self.log = cfg, log
         self.args = online_args(cfg.objective, cfg.objective_args)
         self.beta = resolve_beta(cfg)
@@ -127,7 +160,7 @@ class OnlineTrainer:
         self.records = list(prompts) if prompts is not None else load_prompts(cfg.data, self.args.max_prompts)
         if not self.records:
             raise ConfigError("no prompts to train on")
-        self.reward = reward if reward is not None else build_reward(self.args)
+        self.reward, self.raw_reward, self.lsc_parts = build_reward(self.args, reward)
         if model is None:
             model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
         elif tokenizer is None:
@@ -157,13 +190,30 @@ class OnlineTrainer:
         self.selection = None
         if self.args.select != "none":
             self._select_prompts()
+        if self.lsc_parts and self.args.reward_ref == "base":
+            self._fit_base_references()
+
+    def _fit_base_references(self) -> None:
+        """LSC `reward_ref: base`: r_ref,k(x) from the initial policy's samples, before any update (rl.lsc)."""
+        from alignkit.rl.lsc import fit_base_references
+
+        a = self.args
+        self.policy.eval()
+        tables = fit_base_references(self.lsc_parts, self.sampler, self.records, n=a.reward_ref_samples,
+                                     max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_p=a.top_p,
+                                     top_k=a.top_k, stop=a.stop, seed=self.cfg.seed)
+        self.log(f"LSC: reference rewards of {len(self.records)} prompts from {a.reward_ref_samples} base samples "
+                 f"each ({a.reward_ref_statistic}): " + ", ".join(
+                     f"{p.name} median {_median(list(t.values())):.4f}" for p, t in zip(self.lsc_parts, tables,
+                                                                                        strict=True)))
 
     def _select_prompts(self) -> None:
         """BLEUBERI-style selection with the base model, before any update (deterministic given the seed)."""
         from alignkit.rl.select import select_prompts
 
         a = self.args
-        self.selection = select_prompts(self.sampler, self.reward, self.records, a.select_num, a.select,
+        # selection ranks prompts by the raw reward: LSC references are fitted on the selected prompts afterwards
+        self.selection = select_prompts(self.sampler, self.raw_reward, self.records, a.select_num, a.select,
                                         max_new_tokens=a.select_max_new_tokens or a.max_new_tokens,
                                         temperature=a.select_temperature, top_p=a.select_top_p, seed=self.cfg.seed)
         scores = self.selection.scores
@@ -175,7 +225,9 @@ class OnlineTrainer:
 
     # ------------------------------------------------------------------ pieces
     def _token_logps(self, runner: nn.Module, tb: TokenBatch) -> tuple[Tensor, Tensor]:
-        out = as_seq_logprobs(runner(tb.input_ids, tb.attention_mask, tb.labels, True))
+        """Per-token log-probs of the sampled tokens under softmax(logits / T), T = the rollout temperature."""
+        out = as_seq_logprobs(runner(tb.input_ids, tb.attention_mask, tb.labels, True, kernel=tempered_logps,
+                                     temperature=self.args.temperature))
         assert out.tokens is not None and out.mask is not None
         return out.tokens, out.mask
 
@@ -193,39 +245,63 @@ class OnlineTrainer:
         rows = self.cfg.batch_size * self.args.num_generations
         return [list(range(s, min(n_rows, s + rows))) for s in range(0, n_rows, rows)]
 
-    def _update(self, ro: Rollout, advantages: Tensor) -> dict[str, float]:
-        """Old/ref log-probs, then μ optimiser steps over the rollout batch."""
+    def _prepare(self, ro: Rollout) -> Prepared:
+        """Micro-batches and their no-grad log-probs: π_ref when β > 0; π_old when μ > 1, or for RLOO's
+        KL-in-reward (which needs log π_old − log π_ref before the advantages)."""
         device = self.accelerator.device
         chunks = self._micro_batches(len(ro.samples))
         batches = [rollout_batch(ro, rows, self.pad_id).to(device) for rows in chunks]
         masks = [(b.labels[:, 1:] != -100) for b in batches]
-        n_tokens = float(sum(int(m.sum()) for m in masks))
-        n_rows = float(len(ro.samples))
-        normalizer = {"token": max(n_tokens, 1.0), "sequence": n_rows,
-                      "dr_grpo": n_rows * self.args.max_new_tokens}[self.loss_type]
         self.policy.eval()
         refs = [self._reference_logps(b) for b in batches]
+        kl_in_reward = self.cfg.objective == "rloo" and self.beta != 0.0
         olds: list[Tensor | None] = [None] * len(batches)
-        if self.args.num_iterations > 1:
+        seq_kl = None
+        if self.args.num_iterations > 1 or kl_in_reward:
             with torch.no_grad():
-                olds = [self._token_logps(self.policy, b)[0] for b in batches]
+                current = [self._token_logps(self.policy, b)[0] for b in batches]
+            if kl_in_reward:
+                if any(r is None for r in refs):
+                    raise ConfigError("beta > 0 needs reference log-probs (set beta: 0 to train without a reference)")
+                seq_kl = torch.cat([sequence_kl(o, r, m) for o, r, m in zip(current, refs, masks, strict=True)
+                                    if r is not None]).cpu()
+            if self.args.num_iterations > 1:
+                olds = list(current)
+        return Prepared(chunks, batches, masks, refs, olds, seq_kl)
+
+    def _loss(self, logps: Tensor, mask: Tensor, adv: Tensor, k: int, prep: Prepared, normalizer: float
+              ) -> LossOutput:
+        a = self.args
+        if self.cfg.objective == "rloo":
+            return sequence_policy_loss(logps, adv, mask, old_logps=prep.olds[k], epsilon_low=a.epsilon,
+                                        epsilon_high=a.epsilon_high, normalizer=normalizer)
+        return policy_loss(logps, adv, mask, old_logps=prep.olds[k], ref_logps=prep.refs[k], beta=self.beta,
+                           epsilon_low=a.epsilon, epsilon_high=a.epsilon_high, aggregation=self.loss_type,
+                           max_completion_length=a.max_new_tokens, normalizer=normalizer)
+
+    def _update(self, prep: Prepared, advantages: Tensor) -> dict[str, float]:
+        """μ optimiser steps over the rollout batch."""
+        device = self.accelerator.device
+        n_tokens = float(sum(int(m.sum()) for m in prep.masks))
+        n_rows = float(sum(len(c) for c in prep.chunks))
+        per_sequence = self.cfg.objective == "rloo" or self.loss_type == "sequence"
+        normalizer = n_rows if per_sequence else {"token": max(n_tokens, 1.0),
+                                                  "dr_grpo": n_rows * self.args.max_new_tokens}[self.loss_type]
         self.policy.train()
         passes: list[dict[str, float]] = []
         for _ in range(self.args.num_iterations):
             sums: dict[str, float] = {}
             total_loss = 0.0
-            for k, (b, rows) in enumerate(zip(batches, chunks, strict=True)):
-                last = k == len(batches) - 1
+            for k, (b, rows) in enumerate(zip(prep.batches, prep.chunks, strict=True)):
+                last = k == len(prep.batches) - 1
                 sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy)
                 with sync:
                     logps, mask = self._token_logps(self.policy, b)
-                    out = policy_loss(logps, advantages[rows].to(device), mask, old_logps=olds[k],
-                                      ref_logps=refs[k], beta=self.beta, epsilon_low=self.args.epsilon,
-                                      epsilon_high=self.args.epsilon_high, aggregation=self.loss_type,
-                                      max_completion_length=self.args.max_new_tokens, normalizer=normalizer)
+                    out = self._loss(logps, mask, advantages[rows].to(device), k, prep, normalizer)
                     self.accelerator.backward(out.loss)
                 total_loss += float(out.loss.detach())
-                w = float(mask.sum()) / max(n_tokens, 1.0)  # token-weighted metric average over micro-batches
+                # metrics averaged over micro-batches by their weight in the loss (sequences or tokens)
+                w = len(rows) / n_rows if self.cfg.objective == "rloo" else float(mask.sum()) / max(n_tokens, 1.0)
                 for key, v in out.metrics.items():
                     sums[key] = sums.get(key, 0.0) + w * v
             grad_norm = float("nan")
@@ -240,7 +316,11 @@ class OnlineTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             passes.append({"loss": total_loss, "grad_norm": grad_norm, **sums})
         keys = passes[0].keys()
-        return {k: _mean([p[k] for p in passes]) for k in keys}
+        out = {k: _mean([p[k] for p in passes]) for k in keys}
+        if prep.seq_kl is not None:  # RLOO: the KL of the reward, per token (as GRPO's `kl`) and per sequence
+            out["kl"] = float(prep.seq_kl.sum()) / max(n_tokens, 1.0)
+            out["kl_seq"] = float(prep.seq_kl.mean())
+        return out
 
     def _gather(self, t: Tensor) -> Tensor:
         if self.accelerator.num_processes == 1:
@@ -270,6 +350,12 @@ class OnlineTrainer:
                         base = self.selection.scores[i] if self.selection.scores else None
                         f.write(json.dumps({"index": i, "base_reward": base, "prompt": prompt_text(rec.prompt)},
                                            ensure_ascii=False) + "\n")
+            if self.lsc_parts and args.reward_ref == "base":
+                from alignkit.rl.lsc import reference_rows
+
+                with (run_dir / "lsc_references.jsonl").open("w", encoding="utf-8") as f:
+                    for row in reference_rows(self.lsc_parts, self.records):
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
         ckpt_root = run_dir / "checkpoints"
         step = 0
         resumed = None
@@ -306,13 +392,17 @@ class OnlineTrainer:
             t0 = time.perf_counter()
             idx = step_prompts(len(self.records), step, per_rank, world, rank, cfg.seed, cfg.shuffle)
             self.policy.eval()
+            group_refs = self.lsc_parts if args.reward_ref == "group" else ()
             ro = rollout(self.sampler, self.reward, [self.records[i] for i in idx], group_size=args.num_generations,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                         top_k=args.top_k, stop=args.stop, seed=seed_for(cfg.seed, step, rank))
-            advantages = compute_advantages(ro.rewards, args.num_generations, cfg.objective,
-                                            scale=args.resolved_scale(), normalize=args.normalize_advantages)
+                         top_k=args.top_k, stop=args.stop, seed=seed_for(cfg.seed, step, rank),
+                         group_references=group_refs)
             t1 = time.perf_counter()
-            upd = self._update(ro, advantages)
+            prep = self._prepare(ro)
+            advantages = compute_advantages(ro.rewards, args.num_generations, cfg.objective,
+                                            scale=args.resolved_scale(), normalize=args.normalize_advantages,
+                                            seq_kl=prep.seq_kl, beta=self.beta)
+            upd = self._update(prep, advantages)
             t2 = time.perf_counter()
             step += 1
             rewards = self._gather(ro.rewards)
@@ -372,6 +462,7 @@ class OnlineTrainer:
         tmp.rename(out)
 
 
+@locks_output_dir(prepare=prepare_from_config)  # lock; refuse to start over a run unasked (issue #14)
 def run_online(cfg: TrainConfig, *, reward: Reward | None = None, prompts: Sequence[PromptExample] | None = None,
                model: Any = None, tokenizer: Any = None, log: Callable[[str], None] = print) -> OnlineResult:
     """Train with GRPO or RLOO (`cfg.objective`) on prompts from `cfg.data` (or `prompts`), rewarded by
