@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alignkit.cli import add_command
+from alignkit.rewards.registry import ALLOW_CODE_REWARDS_HELP
 
 EXAMPLES = """  alignkit eval --model smollm2-135m-instruct --prompts suite:test --reward csr --output-dir runs/base-eval
   alignkit eval --model runs/dpo/final --reference-model smollm2-135m-instruct --temperature 1 \\
@@ -31,18 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "they were drawn at")
     p.add_argument("--output-dir", help="run directory to write")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    p.add_argument("--allow-code-rewards", action="store_true", help=ALLOW_CODE_REWARDS_HELP)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from alignkit.config import load_config
+    from alignkit.config import load_config, parse_override
     from alignkit.evaluate.evaluation import EvalConfig, evaluate
     from alignkit.evaluate.report import print_summary, summary_table
+    from alignkit.rewards.registry import check_config_rewards
 
     base = {"model": args.model, "samples": args.samples, "prompts": args.prompts, "reward": args.reward,
             "reference_model": args.reference_model, "baseline": args.baseline, "limit": args.limit,
             "temperature": args.temperature, "output_dir": args.output_dir}
     cfg = load_config(EvalConfig, args.config, args.set, base=base)
+    # A code reward (module:function, file.py:function) named by the config file needs explicit consent (#14.16).
+    check_config_rewards(cfg.reward, [args.reward, *(parse_override(o)[1] for o in args.set)], source=args.config,
+                         allow=args.allow_code_rewards)
     if cfg.samples and not args.model:
         cfg.model = None
     evaluate(cfg)

@@ -16,6 +16,11 @@
 
 A user function taking `(prompts, completions, **context)` is batched; one taking `(prompt, completion, ...)` is
 called per example. Its exceptions become RewardError naming the reward.
+
+Code rewards (`module:function`, `file.py:function`) import and run Python code. Given on the command line or from
+Python they are trusted; a spec that comes from a config file (a YAML config, a recipe, a resumed run's
+`config.yaml`) could have been written by anyone, so the CLI refuses it unless `--allow-code-rewards` is passed or
+`ALIGNKIT_ALLOW_CODE_REWARDS=1` is set (`check_config_rewards`; issue #14 item 16, docs/rewards.md).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,11 @@ from alignkit.rewards.base import FunctionReward, Reward
 SPEC_HELP = ("ifeval, ifeval_loose, csr, csr_loose, bleu, bleu:sacrebleu, chrf, chrf++, keyword:w1,w2,-w3, "
              "regex:PATTERN, length:MIN:MAX[:chars], json, json_schema:FILE, rm:PATH, module:function, "
              "file.py:function, and weighted sums 'W*SPEC + W*SPEC'")
+CODE_REWARDS_ENV = "ALIGNKIT_ALLOW_CODE_REWARDS"
+ALLOW_CODE_REWARDS_HELP = (f"allow reward specs that import Python code (module:function, file.py:function) when "
+                           f"they come from a config file; also {CODE_REWARDS_ENV}=1 (docs/rewards.md)")
+_BLEU_METHODS = ("", "bleuberi", "sacrebleu")
+_WITH_ARGUMENT = ("keyword", "regex", "length", "json_schema", "rm")  # built-ins that take `NAME:ARG`
 
 
 def load_reward(spec: str | Reward) -> Reward:
@@ -46,7 +58,7 @@ def load_reward(spec: str | Reward) -> Reward:
     spec = spec.strip()
     if not spec:
         raise RewardError(f"empty reward spec; use one of: {SPEC_HELP}")
-    if " + " in spec and not spec.startswith(("regex:", "keyword:")):
+    if _is_sum(spec):
         return _weighted(spec)
     name, _, arg = spec.partition(":")
     from alignkit.rewards import reference, verifiers
@@ -63,7 +75,7 @@ def load_reward(spec: str | Reward) -> Reward:
     }
     if not arg and name in simple:
         return simple[name]()
-    if name == "bleu" and arg in ("", "bleuberi", "sacrebleu"):
+    if name == "bleu" and arg in _BLEU_METHODS:
         return reference.ReferenceReward("bleu", method=arg or "bleuberi",
                                          name="bleu" if arg in ("", "bleuberi") else "bleu:sacrebleu")
     if name == "keyword":
@@ -89,21 +101,72 @@ def load_reward(spec: str | Reward) -> Reward:
 
             return PALReward.load(arg, name=spec)
         return RewardModel.load(arg, name=spec)
-    if arg:
+    if _is_code(name, arg):
         return _user_function(spec, name, arg)
     raise RewardError(f"unknown reward spec {spec!r}; use one of: {SPEC_HELP}")
+
+
+def _is_sum(spec: str) -> bool:
+    return " + " in spec and not spec.startswith(("regex:", "keyword:"))
+
+
+def _is_code(name: str, arg: str) -> bool:
+    """Whether `NAME:ARG` is a user import (the branch `load_reward` falls through to), not a built-in."""
+    return bool(arg) and name not in _WITH_ARGUMENT and not (name == "bleu" and arg in _BLEU_METHODS)
+
+
+def _terms(spec: str) -> list[tuple[float, str]]:
+    """(weight, sub-spec) of each term of a weighted sum `W*SPEC + W*SPEC` (weight 1 where omitted)."""
+    out = []
+    for term in spec.split(" + "):
+        m = re.fullmatch(r"\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*\*\s*(.+?)\s*", term)
+        out.append((float(m.group(1)), m.group(2)) if m else (1.0, term.strip()))
+    return out
 
 
 def _weighted(spec: str) -> Reward:
     from alignkit.rewards.combine import WeightedSum
 
-    rewards, weights = [], []
-    for term in spec.split(" + "):
-        m = re.fullmatch(r"\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*\*\s*(.+?)\s*", term)
-        w, sub = (float(m.group(1)), m.group(2)) if m else (1.0, term.strip())
-        rewards.append(load_reward(sub))
-        weights.append(w)
-    return WeightedSum(rewards, weights, name=spec)
+    terms = _terms(spec)
+    return WeightedSum([load_reward(sub) for _, sub in terms], [w for w, _ in terms], name=spec)
+
+
+def code_reward_terms(spec: Any) -> list[str]:
+    """The parts of a reward spec (or list of specs) that import Python code: `module:function` and
+    `file.py:function`, also inside weighted sums. Built-ins (`regex:...`, `rm:DIR`, ...) are not code."""
+    if isinstance(spec, (list, tuple)):
+        return [t for s in spec for t in code_reward_terms(s)]
+    if not isinstance(spec, str):
+        return []  # a Reward object was built by Python code already
+    spec = spec.strip()
+    if _is_sum(spec):
+        return [t for _, sub in _terms(spec) for t in code_reward_terms(sub)]
+    name, _, arg = spec.partition(":")
+    return [spec] if _is_code(name, arg) else []
+
+
+def code_rewards_allowed(flag: bool = False) -> bool:
+    """`--allow-code-rewards`, or the environment variable ALIGNKIT_ALLOW_CODE_REWARDS set to 1/true/yes/on."""
+    return flag or os.environ.get(CODE_REWARDS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_config_rewards(specs: Any, command_line: Iterable[Any] = (), *, source: str | Path | None,
+                         allow: bool = False) -> None:
+    """Refuse code rewards that a config file supplied, unless allowed.
+
+    `specs`: the reward spec(s) the resolved config will load; `command_line`: every value the user typed (flags and
+    `--set` values; strings or lists of strings): a code term found there is trusted. Any other code term can only
+    have come from the config file `source` (defaults are never code), so it needs `allow` or the environment
+    variable: importing a module or file runs its top-level code before any reward is computed."""
+    if source is None or code_rewards_allowed(allow):
+        return
+    typed = set(code_reward_terms([v for v in command_line if isinstance(v, (str, list, tuple))]))
+    untrusted = [t for t in code_reward_terms(specs) if t not in typed]
+    if untrusted:
+        raise RewardError(
+            f"{source}: reward spec {untrusted[0]!r} imports and runs Python code, and it comes from a config file; "
+            f"pass --allow-code-rewards (or set {CODE_REWARDS_ENV}=1) if you trust {source} and the code it names, "
+            "or give the spec on the command line (docs/rewards.md, 'Code rewards')")
 
 
 def _length(spec: str, arg: str) -> Reward:
