@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from alignkit.config import save_config
 from alignkit.data.records import PromptExample, prompt_text
 from alignkit.errors import ConfigError, DataError
+from alignkit.rundir import locks_output_dir
 
 
 @dataclass
@@ -263,6 +264,7 @@ def _compare_baseline(cfg: EvalConfig, reward: Any, prompts: list[PromptExample]
     return out
 
 
+@locks_output_dir()  # one run per output directory (issue #14.8)
 def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
     """Run the evaluation and write `config.yaml`, `samples.jsonl` and `eval.json` into `cfg.output_dir`."""
     from alignkit.data.build.common import load_prompts
