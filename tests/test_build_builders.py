@@ -106,7 +106,7 @@ def test_verifier_on_tiny_model_and_suite(tmp_path, tiny_sampler):
                                        fmt="listwise", policy_name="tiny-random"), items, out, progress=False)
     assert report.processed == 3
     assert report.records_written + sum(report.dropped.values()) == 3
-    lists = read_records(out, kind="listwise").records
+    lists = read_records(out, kind="listwise", allow_empty=True).records  # every prompt may be dropped
     assert len(lists) == report.records_written
     for rec in lists:
         assert isinstance(rec, ListwiseExample) and len(rec.completions) == 3

@@ -25,7 +25,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -115,12 +115,15 @@ def iter_records(source: str | Path | Any, kind: str | None = None, *, on_bad_re
     name, _, rows = _rows(source, format, split)
     if skipped is None:
         skipped = []
+    detected = kind is None
     for line, data in rows:
         try:
             if isinstance(data, DataError):
                 raise data
             if kind is None:
                 kind = detect_kind(data.keys(), name)
+            elif detected:
+                _check_same_kind(data, kind, name, line)
             yield parse_record(data, kind, source=name, line=line)
         except DataError as e:
             if on_bad_record == "error":
@@ -128,6 +131,20 @@ def iter_records(source: str | Path | Any, kind: str | None = None, *, on_bad_re
             where = f"{e.source or name}:{e.line if e.line is not None else line}"
             reason = f"field '{e.field}': {e.reason}" if e.field else e.reason
             skipped.append((where, reason))
+
+
+def _check_same_kind(data: Mapping[str, Any], kind: str, source: str, line: int) -> None:
+    """With the kind detected from the first row, a later row whose columns imply another kind would be read as
+    the first row's kind, its own fields dropped into metadata (an unpaired file whose first row lacks `label`
+    would train as SFT). Rows with no deciding column are left to validation."""
+    try:
+        own = detect_kind(data.keys(), source)
+    except DataError:
+        return
+    if own != kind:
+        raise DataError(f"this row's columns ({', '.join(sorted(map(str, data)))}) make it {own}, but the data kind "
+                        f"was detected as {kind} from the first row; pass kind= (--kind) to say which",
+                        source=source, line=line)
 
 
 def read_records(source: str | Path | Any, kind: str | None = None, *, on_bad_record: OnBadRecord = "error",
