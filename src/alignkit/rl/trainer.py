@@ -46,6 +46,7 @@ from alignkit.rl.logps import tempered_logps
 from alignkit.rl.losses import LossOutput, policy_loss, sequence_kl, sequence_policy_loss
 from alignkit.rl.rollout import Rollout, TokenBatch, rollout, rollout_batch
 from alignkit.rundir import locks_output_dir
+from alignkit.runtime import make_accelerator, make_scheduler, seed_everything
 from alignkit.train.checkpoint import (
     latest_valid,
     load_checkpoint,
@@ -55,9 +56,8 @@ from alignkit.train.checkpoint import (
     set_rng_state,
 )
 from alignkit.train.config import TrainConfig
-from alignkit.train.engine import make_accelerator, seed_everything
 from alignkit.train.logps import CompletionLogProbs, as_seq_logprobs
-from alignkit.train.loop import MetricsLog, epoch_order, make_scheduler
+from alignkit.train.loop import MetricsLog, epoch_order
 from alignkit.train.reference import adapters_disabled, freeze, resolve_mode
 
 DEFAULT_BETA = {"grpo": 0.04, "rloo": 0.05, "grpo_loo": 0.05}  # TRL 0.17 GRPOConfig / TRL RLOOConfig
