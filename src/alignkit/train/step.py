@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from alignkit.objectives import ObjectiveState
 from alignkit.objectives.base import LogProbs, ObjectiveSpec
 from alignkit.train.batching import Batch
 from alignkit.train.logps import SeqLogProbs, as_seq_logprobs
@@ -91,6 +92,8 @@ class ObjectiveStep:
         lp = self.logprobs(model, batch, split)
         kwargs = dict(self.hparams)
         if self.state is not None:
+            if isinstance(self.state, ObjectiveState):  # eval reads running statistics (BCO's δ), never moves them
+                self.state.frozen = split != "train"
             kwargs["state"] = self.state
         loss, metrics = self.spec(lp, **kwargs)
         return loss, dict(metrics), batch.n_tokens
