@@ -17,9 +17,9 @@ COMPUTE_KEYS = {"forward_tokens", "generated_tokens", "reward_calls"}
 
 @pytest.fixture(scope="module")
 def suite_prompts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first two prompts of the suite's test split, with their constraints as reward context."""
+    """The first two prompts of the first suite (suite:test-v1), with their constraints as reward context."""
     path = tmp_path_factory.mktemp("prompts") / "suite2.jsonl"
-    rows = [{"id": r["id"], "prompt": r["prompt"], "constraints": r["constraints"]} for r in suite_records("test")[:2]]
+    rows = [{"id": r["id"], "prompt": r["prompt"], "constraints": r["constraints"]} for r in suite_records("test-v1")[:2]]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
