@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +113,32 @@ def test_kill_corrupt_resume_falls_back_and_ends_bit_for_bit(tmp_path, uninterru
     a = load_file(str(uninterrupted / "final" / "model.safetensors"))
     b = load_file(str(run / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+KILL_AT_3 = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import test_reliability_checkpoints as t
+def kill(step):
+    if step == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # a real kill -9: no finally blocks, no lock release
+t.train(t.cfg(t.Path(sys.argv[1])), records=t.DATA, on_checkpoint=kill, log=lambda _m: None)
+"""
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_3, str(run), str(Path(__file__).parent)],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (run / ".alignkit.lock").exists() and not (run / "final").exists()
+    messages: list[str] = []
+    res = train(cfg(run, resume=True), records=DATA, log=messages.append)
+    assert any("stale lock" in m and "no longer running" in m for m in messages)
+    assert res.loop.resumed_from == 3 and losses(run) == losses(uninterrupted)
+    a = load_file(str(uninterrupted / "final" / "model.safetensors"))
+    b = load_file(str(run / "final" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_torn_line_in_the_middle_of_metrics_is_an_error_with_its_line(tmp_path):
