@@ -72,3 +72,14 @@ def test_check_disjoint_catches_each_kind_of_leak(shipped, edit, message):
     train, test = shipped[0][:200], shipped[1][:50]
     with pytest.raises(DataError, match=message):
         check_disjoint(train, _leak(train, test, edit))
+
+
+def test_the_first_suites_test_topics_never_reach_the_new_train_split(shipped):
+    # e.g. test-v1's "Write a short note to a neighbour about a lost cat." -> topic "a lost cat"
+    from alignkit.data.suite_gen.tasks import TOPICS, V1_TEST_TOPICS
+
+    assert set(V1_TEST_TOPICS) <= {t.text for t in TOPICS}
+    train, test = shipped
+    assert not set(V1_TEST_TOPICS) & {r["topic"] for r in train}
+    assert set(V1_TEST_TOPICS) <= {r["topic"] for r in test}
+    assert not any("lost cat" in r["base_task"] or "sleepy owl" in r["base_task"] for r in train)

@@ -139,12 +139,28 @@ def compose(form: str, topic: Topic, audience: str) -> BaseTask:
     return BaseTask(text[0].upper() + text[1:], form, topic.text, audience, topic.words)
 
 
+# The topics of the first suite's 21 test base tasks (`suite:test-v1`, e.g. "Write a short note to a neighbour
+# about a lost cat."), plus sleep, which two of its tasks shared. They never go to train, so a model trained on
+# `suite:train` meets test-v1's subjects only at test time, as one trained on `suite:train-v1` did.
+V1_TEST_TOPICS: tuple[str, ...] = (
+    "a snowy day in a small town", "train journeys through the countryside", "a quiet forest walk",
+    "making a cup of tea", "weekend mornings", "how plants make food", "washing hands properly", "the water cycle",
+    "public libraries", "rainbows", "the moon", "reading books", "starting a first job", "bedtime routines",
+    "the importance of sleep", "healthy snacks", "grocery shopping", "a sleepy owl", "lighthouses", "a clever fox",
+    "a leaking kitchen tap", "a lost cat",
+)
+
+
 def split_topics(seed: int, test_fraction: float) -> dict[str, list[Topic]]:
-    """Partition the topics by a seeded shuffle: `test_fraction` of them go to test, the rest to train."""
-    order = list(TOPICS)
-    random.Random(f"topics-{seed}").shuffle(order)
-    n_test = max(1, round(len(order) * test_fraction))
-    return {"train": order[n_test:], "test": order[:n_test]}
+    """Partition the topics: the V1_TEST_TOPICS and then a seeded shuffle of the rest fill test up to
+    `test_fraction` of all topics; train gets the remainder."""
+    pinned = [t for t in TOPICS if t.text in V1_TEST_TOPICS]
+    rest = [t for t in TOPICS if t.text not in V1_TEST_TOPICS]
+    random.Random(f"topics-{seed}").shuffle(rest)
+    random.Random(f"topics-{seed}").shuffle(pinned)
+    n_test = max(len(pinned), round(len(TOPICS) * test_fraction))
+    test = pinned + rest[:n_test - len(pinned)]
+    return {"train": rest[n_test - len(pinned):], "test": test}
 
 
 def base_tasks(topics: list[Topic]) -> list[BaseTask]:
