@@ -12,28 +12,16 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from alignkit.models import load_model
-from alignkit.objectives.base import OBJECTIVES, register_objective
+from alignkit.objectives.base import get_objective
 from alignkit.train.batching import collate, tokenize_records
-from alignkit.train.engine import ObjectiveStep
 from alignkit.train.logps import CompletionLogProbs
 from alignkit.train.reference import Reference
+from alignkit.train.step import ObjectiveStep
 from alignkit.train.synthetic import synthetic_pairs, synthetic_sft
 
 pytest.importorskip("trl")
-
-if "_parity_dpo" not in OBJECTIVES:
-    @register_objective("_parity_dpo", data_kind="pairwise", needs_reference=True, beta=0.1)
-    def _parity_dpo(lp, beta):  # DPO, spec §1.1: −log σ(β h)
-        r = lp.policy - lp.reference
-        return -F.logsigmoid(beta * (r[:, 0] - r[:, 1])).mean(), {}
-
-if "_parity_sft" not in OBJECTIVES:
-    @register_objective("_parity_sft", data_kind="sft", needs_reference=False)
-    def _parity_sft(lp):  # token-mean NLL over the batch, like HF/TRL cross-entropy
-        return -lp.policy.sum() / lp.lengths.sum(), {}
 
 
 @pytest.fixture(autouse=True)
@@ -76,9 +64,8 @@ def test_dpo_logps_and_loss_equal_trl(tmp_path):
     trl_grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
     trainer.model.zero_grad()
 
-    from alignkit.objectives.base import get_objective
-
-    step = ObjectiveStep(get_objective("_parity_dpo"), {"beta": 0.1},
+    # the shipped objective with its defaults (β = 0.1, the DPOConfig default too)
+    step = ObjectiveStep(get_objective("dpo"), {},
                          Reference("separate", model=CompletionLogProbs(trainer.ref_model)), "cpu")
     batch = collate(data, [0, 1, 2, 3], tok.pad_token_id)
     wrapped = CompletionLogProbs(trainer.model)
@@ -111,8 +98,12 @@ def test_sft_loss_equals_trl_sfttrainer(tmp_path):
     tb = trainer.data_collator(rows)
     trl_loss = trainer.compute_loss(trainer.model, tb)
 
-    from alignkit.objectives.base import get_objective
-
-    step = ObjectiveStep(get_objective("_parity_sft"), {}, Reference("none"), "cpu")
-    loss, _, _ = step(CompletionLogProbs(trainer.model), collate(data, [0, 1, 2, 3], tok.pad_token_id))
+    batch = collate(data, [0, 1, 2, 3], tok.pad_token_id)
+    step = ObjectiveStep(get_objective("sft"), {}, Reference("none"), "cpu")
+    loss, _, _ = step(CompletionLogProbs(trainer.model), batch)
     assert abs(float(loss) - float(trl_loss)) < 1e-5
+    # the completions differ in length, so the per-example mean (the option) does not match TRL; a random model's
+    # token log-probs are nearly uniform, so the gap is small, but ~10× the tolerance above
+    assert len({len(e.seqs[0].completion_ids) for e in data.examples}) > 1
+    per_example = ObjectiveStep(get_objective("sft"), {"per_sequence": True}, Reference("none"), "cpu")
+    assert abs(float(per_example(CompletionLogProbs(trainer.model), batch)[0]) - float(trl_loss)) > 5e-5
