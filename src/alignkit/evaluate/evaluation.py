@@ -268,6 +268,7 @@ def _compare_baseline(cfg: EvalConfig, reward: Any, prompts: list[PromptExample]
 def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
     """Run the evaluation and write `config.yaml`, `samples.jsonl` and `eval.json` into `cfg.output_dir`."""
     from alignkit.data.build.common import load_prompts
+    from alignkit.evaluate.guards import guard_metrics
     from alignkit.evaluate.ifeval import ifeval_accuracy
     from alignkit.evaluate.stats import mean_ci
     from alignkit.rewards.registry import load_reward
@@ -308,6 +309,8 @@ def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[
         headline["ifeval"] = {k: _est(getattr(acc, k)) for k in
                               ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")}
         headline["constraint_accuracy"] = headline["ifeval"]["prompt_strict"]
+    headline["guards"] = guard_metrics([r["completion"] for r in rows], [r.get("finish_reason") for r in rows],
+                                       [p.metadata.get("base_task") for p in prompts])
     if cfg.baseline:
         headline.update(_compare_baseline(cfg, reward, prompts, rows, constrained, strict))
     if cfg.reference_model:

@@ -1,0 +1,93 @@
+"""Guards against a hollow win: what would reveal reward hacking or damage next to a higher verifier score.
+
+A policy tuned on constraint verifiers can "win" by writing less (fewer chances to break a rule), by repeating a
+safe phrase, by always ending early, or by dropping the task and satisfying only the format. These numbers make
+such a win visible beside the headline accuracy:
+
+* **length**: words per answer (mean and quartiles) and the share of answers that ended by themselves (EOS or a
+  stop string) rather than at the token budget;
+* **repetition**: distinct-n (Li et al. 2016, *A Diversity-Promoting Objective Function*, NAACL): unique n-grams
+  over all n-grams, within each answer (averaged) and across the run's answers (corpus level);
+* **task overlap**: does the answer still do the base task? The share of the base task's content words (stopwords
+  and the instruction verbs removed) that appear in the answer, averaged over prompts that carry a `base_task`.
+  It is a coarse topicality check, not a quality judge; a drop against the base run flags answers that satisfy a
+  format but left the topic.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+_WORD = re.compile(r"[a-z0-9']+")
+# Words that say what to do rather than what about (they carry no topic) plus common function words.
+_STOP = frozenset("""a an the and or but if of to in on at for from by with about as into over under than then so
+such this that these those it its is are was were be been being do does did done have has had having i you he she
+we they me him her us them my your his our their what which who whom whose when where why how all any each few more
+most other some no nor not only own same too very can will just should now write give describe explain tell make
+list share create compose draft offer provide suggest short brief simple little one two three few some someone
+something your yourself""".split())
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> dict[str, float]:
+    """`within`: mean over answers of unique/total n-grams (answers shorter than n are left out); `corpus`: unique
+    n-grams of all answers over their total."""
+    per, pooled, total = [], set(), 0
+    for t in texts:
+        grams = _ngrams(words(t), n)
+        if grams:
+            per.append(len(set(grams)) / len(grams))
+            pooled.update(grams)
+            total += len(grams)
+    return {"within": statistics.fmean(per) if per else 0.0, "corpus": len(pooled) / total if total else 0.0}
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in words(text) if w not in _STOP and len(w) > 2}
+
+
+def task_overlap(base_task: str, answer: str) -> float | None:
+    """Share of the base task's content words found in the answer (None when the task has none)."""
+    task = content_words(base_task)
+    if not task:
+        return None
+    found = set(words(answer))
+    # A plural or -ing form counts: "cats" answers "cat", "painting" answers "paint".
+    hits = sum(any(w == t or w.startswith(t) for w in found) for t in task)
+    return hits / len(task)
+
+
+def _quartiles(values: Sequence[float]) -> list[float]:
+    if len(values) < 2:
+        return [float(values[0])] * 3 if values else [0.0] * 3
+    return [float(q) for q in statistics.quantiles(values, n=4, method="inclusive")]
+
+
+def guard_metrics(completions: Sequence[str], finish_reasons: Sequence[str | None] = (),
+                  base_tasks: Sequence[str | None] = ()) -> dict[str, Any]:
+    """Length, ending, repetition and task-overlap numbers for one run's answers (see the module docstring)."""
+    lengths = [len(words(c)) for c in completions]
+    out: dict[str, Any] = {
+        "n": len(completions),
+        "words": {"mean": statistics.fmean(lengths) if lengths else 0.0, "quartiles": _quartiles(lengths)},
+        "distinct_1": distinct_n(completions, 1), "distinct_2": distinct_n(completions, 2),
+        "empty_share": sum(not c.strip() for c in completions) / max(len(completions), 1),
+    }
+    known = [r for r in finish_reasons if r is not None]
+    if known:
+        out["ended_share"] = sum(r != "length" for r in known) / len(known)
+    overlaps = [o for t, c in zip(base_tasks, completions, strict=False) if t
+                for o in [task_overlap(t, c)] if o is not None]
+    if overlaps:
+        out["task_overlap"] = {"mean": statistics.fmean(overlaps), "n": len(overlaps)}
+    return out
