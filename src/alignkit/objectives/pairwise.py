@@ -2,7 +2,8 @@
 tensor has K = 2 with column 0 = y_w and column 1 = y_l.
 
 Notation (spec §0): S = summed completion log-prob, A = S/|y|, ρ = S_θ − S_ref, h = ρ(y_w) − ρ(y_l).
-Every objective here accepts `sft_weight` (default 0): it adds sft_weight · mean_b[−S_θ(y_w)/|y_w|].
+Every objective here accepts `sft_weight` (default 0): it adds sft_weight · mean_b[−S_θ(y_w)/|y_w|] (ORPO, whose
+NLL is part of the method, defaults it to 1 and pools tokens like TRL; see `orpo`).
 Metrics follow TRL's names: rewards/chosen, rewards/rejected, rewards/accuracy, rewards/margin, logps/*.
 """
 
