@@ -182,3 +182,30 @@ def test_render_prompt_rejects_inconsistent_records():
 def test_generator_refuses_more_prompts_than_base_tasks():
     with pytest.raises(DataError, match="distinct base tasks"):
         generate_suite(seed=0, sizes={"train": 10, "test": 10**6})
+
+
+def test_conflicts_are_symmetric_and_hold_ifevals_list_and_ours():
+    from alignkit.data.suite_gen.kinds import CONSTRAINT_KINDS, conflicts
+
+    ids = [k.id for k in CONSTRAINT_KINDS]
+    assert all(conflicts(a, b) == conflicts(b, a) for a in ids for b in ids)
+    assert conflicts("detectable_format:json_format", "punctuation:no_comma")  # IFEval: JSON excludes formats
+    assert not conflicts("detectable_format:json_format", "keywords:existence")
+    assert conflicts("startend:quotation", "detectable_format:title")  # IFEval
+    assert conflicts("detectable_format:constrained_response", "punctuation:no_comma")  # IFEval: excludes all
+    # ours: both want the answer's last characters; SECTION markers are all-caps words
+    assert conflicts("startend:quotation", "startend:end_checker")
+    assert conflicts("change_case:capital_word_frequency", "detectable_format:multiple_sections")
+    assert not conflicts("punctuation:no_comma", "detectable_format:title")
+
+
+def test_no_record_forbids_a_word_another_of_its_constraints_requires(shipped):
+    import re
+
+    for records in shipped.values():
+        for r in records:
+            forbidden = {w for c in r["constraints"] for w in c["kwargs"].get("forbidden_words", [])}
+            required = {w for c in r["constraints"] if c["id"] != "keywords:forbidden_words"
+                        for key in ("end_phrase", "first_word", "keyword", "keywords")
+                        for w in re.findall(r"[a-z]+", str(c["kwargs"].get(key, "")).lower())}
+            assert not forbidden & required, r["id"]

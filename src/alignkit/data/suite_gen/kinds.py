@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,12 @@ def _letter(rng: random.Random, task: BaseTask) -> dict[str, Any]:
     return {"letter": rng.choice(RARE_LETTERS), "let_frequency": rng.choice((2, 3, 5)), "let_relation": "less than"}
 
 
+def _end_phrase(rng: random.Random, task: BaseTask) -> dict[str, Any]:
+    # A phrase holding a topic word (e.g. "questions") could be one the prompt also forbids.
+    ok = [p for p in END_PHRASES if not set(re.findall(r"[a-z]+", p.lower())) & set(task.words)]
+    return {"end_phrase": rng.choice(ok)}
+
+
 def _nth_paragraph(rng: random.Random, task: BaseTask) -> dict[str, Any]:
     n = rng.choice((2, 3))
     return {"num_paragraphs": n, "nth_paragraph": rng.randint(1, n), "first_word": rng.choice(FIRST_WORDS)}
@@ -110,7 +117,7 @@ CONSTRAINT_KINDS: tuple[ConstraintKind, ...] = (
     ConstraintKind("combination:two_responses", 0.4, _no_kwargs),
     # `prompt_to_repeat` is the rendered request before this sentence; the generator fills it in.
     ConstraintKind(REPEAT_PROMPT, 0.4, _no_kwargs),
-    ConstraintKind("startend:end_checker", 1.0, lambda r, t: {"end_phrase": r.choice(END_PHRASES)}),
+    ConstraintKind("startend:end_checker", 1.0, _end_phrase),
     ConstraintKind("change_case:capital_word_frequency", 0.6, lambda r, t: _relation(
         r, (2, 3, 5), (3, 5, 10), 0.6, "capital_frequency", "capital_relation")),
     ConstraintKind("change_case:english_capital", 0.8, _no_kwargs),
@@ -126,6 +133,9 @@ EXTRA_CONFLICTS: tuple[tuple[str, str], ...] = (
     ("keywords:existence", "keywords:forbidden_words"),
     ("keywords:existence", "keywords:frequency"),
     ("keywords:forbidden_words", "keywords:frequency"),
+    # "fewer than 2 k" and a required keyword such as "kick" could be impossible together.
+    ("keywords:letter_frequency", "keywords:existence"),
+    ("keywords:letter_frequency", "keywords:frequency"),
     # Both want the last characters of the answer.
     ("startend:quotation", "startend:end_checker"),
     ("detectable_content:postscript", "startend:end_checker"),
@@ -134,10 +144,16 @@ EXTRA_CONFLICTS: tuple[tuple[str, str], ...] = (
     ("change_case:english_capital", "startend:end_checker"),
     ("change_case:english_lowercase", "detectable_format:multiple_sections"),
     ("change_case:english_capital", "detectable_format:multiple_sections"),
+    # Each SECTION marker is an all-caps word: "fewer than 3 capital words" with 3 sections cannot hold.
+    ("change_case:capital_word_frequency", "detectable_format:multiple_sections"),
     # A title line, a section marker or a postscript becomes a paragraph of its own for the '\n\n' split.
     ("length_constraints:nth_paragraph_first_word", "detectable_format:title"),
     ("length_constraints:nth_paragraph_first_word", "detectable_format:multiple_sections"),
     ("length_constraints:nth_paragraph_first_word", "detectable_content:postscript"),
+    # IFEval excludes sentence counts with *** paragraphs; the same holds for blank-line paragraphs.
+    ("length_constraints:nth_paragraph_first_word", "length_constraints:number_sentences"),
+    # The required first word is English.
+    ("length_constraints:nth_paragraph_first_word", "language:response_language"),
 )
 
 

@@ -69,7 +69,7 @@ TOPICS: tuple[Topic, ...] = (
     _t("growing tomatoes", "soil water pot seeds"), _t("the first day of school", "students school teacher friends"),
     _t("recycling", "waste plastic paper bins"), _t("autumn", "leaves weather harvest orange"),
     _t("grocery shopping", "milk bread list store"), _t("houseplants", "light water soil leaves"),
-    _t("how bicycles work", "pedals chain wheels brakes"), _t("letters to a future self", "future hope dreams remember"),
+    _t("how bicycles work", "pedals chain wheels brakes"), _t("letters to a future self", "future hope dreams goals"),
     _t("a quiet forest walk", "trees birds path moss"), _t("healthy snacks", "nuts fruit yogurt energy"),
     _t("public libraries", "books free community librarian"), _t("running a first marathon", "finish race breathe miles"),
     _t("packing for a weekend trip", "bag clothes toothbrush charger"), _t("a school bake sale", "cookies sale cakes money"),
