@@ -160,6 +160,8 @@ def lock_file(path: str | Path, *, log: Callable[[str], None] = print, enabled: 
     if not enabled:
         yield path
         return
+    # Directories this lock creates are removed again if the run leaves them empty (e.g. it refused its config).
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     ensure_writable_dir(path.parent)
     key = str(path.resolve())
     if key in _HELD:
@@ -179,6 +181,11 @@ def lock_file(path: str | Path, *, log: Callable[[str], None] = print, enabled: 
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+        for d in created:  # deepest first; stops at the first that is not empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def lock_run_dir(run_dir: str | Path, *, log: Callable[[str], None] = print,
