@@ -209,3 +209,16 @@ def test_no_record_forbids_a_word_another_of_its_constraints_requires(shipped):
                         for key in ("end_phrase", "first_word", "keyword", "keywords")
                         for w in re.findall(r"[a-z]+", str(c["kwargs"].get(key, "")).lower())}
             assert not forbidden & required, r["id"]
+
+
+def test_end_phrases_avoid_the_topic_words_a_prompt_may_forbid():
+    import random
+
+    from alignkit.data.suite_gen.kinds import KINDS_BY_ID
+    from alignkit.data.suite_gen.tasks import TOPICS, compose
+
+    job = next(t for t in TOPICS if "questions" in t.words)  # "Any other questions?" is an IFEval end phrase
+    task = compose("tips", job, "a new employee")
+    rng = random.Random(0)
+    phrases = {KINDS_BY_ID["startend:end_checker"].sample(rng, task)["end_phrase"] for _ in range(200)}
+    assert len(phrases) >= 3 and not any("questions" in p for p in phrases)
