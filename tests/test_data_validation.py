@@ -305,3 +305,14 @@ def test_a_file_of_bad_rows_is_not_empty_input(tmp_path: Path) -> None:
     path.write_text('{"prompt": ""}\n')
     result = read_records(path, "sft", on_bad_record="skip")
     assert result.records == [] and len(result.skipped) == 1
+
+
+def test_detected_kind_is_not_silently_imposed_on_rows_of_another_kind(tmp_path: Path) -> None:
+    # The first row lost its label: detection says sft, and the labelled rows after it would have trained as SFT
+    # with their label tucked into metadata.
+    path = tmp_path / "kto.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d", "label": true}\n')
+    with pytest.raises(DataError, match=rf"^{path}:2: this row's columns .* make it unpaired, but the data kind "
+                                        "was detected as sft"):
+        read_records(path)
+    assert len(read_records(path, "unpaired", on_bad_record="skip")) == 1  # with the kind given: one bad row

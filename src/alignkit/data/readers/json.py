@@ -27,6 +27,8 @@ def json_rows(path: Path) -> RowStream:
         text = data.decode("utf-8").lstrip("\ufeff")
     except UnicodeDecodeError as e:
         raise DataError("invalid UTF-8", source=source, line=line_of_offset(data, e.start)) from None
+    if not text.strip():
+        return  # no rows: an empty input, which the caller reports as such
     try:
         doc, repeated = loads_json(text)
     except RecursionError:
