@@ -222,3 +222,11 @@ def test_end_phrases_avoid_the_topic_words_a_prompt_may_forbid():
     rng = random.Random(0)
     phrases = {KINDS_BY_ID["startend:end_checker"].sample(rng, task)["end_phrase"] for _ in range(200)}
     assert len(phrases) >= 3 and not any("questions" in p for p in phrases)
+
+
+def test_a_prompt_to_repeat_never_clashes_with_the_other_constraints(shipped):
+    for records in shipped.values():
+        for r in records:
+            ids = {c["id"] for c in r["constraints"]}
+            if "combination:repeat_prompt" in ids:
+                assert "punctuation:no_comma" not in ids, r["id"]  # the request itself may hold commas

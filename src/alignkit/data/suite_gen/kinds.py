@@ -152,6 +152,8 @@ EXTRA_CONFLICTS: tuple[tuple[str, str], ...] = (
     ("length_constraints:nth_paragraph_first_word", "detectable_content:postscript"),
     # IFEval excludes sentence counts with *** paragraphs; the same holds for blank-line paragraphs.
     ("length_constraints:nth_paragraph_first_word", "length_constraints:number_sentences"),
+    # The request to repeat holds commas (task forms, keyword lists, IFEval's own no-comma sentence).
+    ("combination:repeat_prompt", "punctuation:no_comma"),
     # The required first word is English.
     ("length_constraints:nth_paragraph_first_word", "language:response_language"),
 )
