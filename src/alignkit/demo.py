@@ -20,13 +20,13 @@ trained models were aligned on; the report says so.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from alignkit.config import save_config
+from alignkit.pipelines.stages import Stages
 
 QUICK = {"n_train_prompts": 16, "n_test_prompts": 16, "n_samples": 4, "max_new_tokens": 48, "bon_n": 4,
          "qalign_steps": 6, "epochs": 2.0}
@@ -58,29 +58,6 @@ class DemoConfig:
 
     def resolved(self) -> DemoConfig:
         return replace(self, **QUICK) if self.quick else self
-
-
-class Stages:
-    """Run named stages once; a `.done` marker with the stage's summary makes a rerun skip it."""
-
-    def __init__(self, root: Path, log: Callable[[str], None]) -> None:
-        self.root, self.log = root, log
-        self.timings: dict[str, float] = {}
-
-    def run(self, name: str, fn: Callable[[Path], Any]) -> Any:
-        out = self.root / name
-        marker = out / ".done"
-        if marker.exists():
-            self.log(f"[{name}] already done, skipping")
-            return json.loads(marker.read_text())
-        out.mkdir(parents=True, exist_ok=True)
-        self.log(f"[{name}] starting")
-        t0 = time.perf_counter()
-        result = fn(out)
-        self.timings[name] = time.perf_counter() - t0
-        marker.write_text(json.dumps(result if result is not None else {}, default=str))
-        self.log(f"[{name}] done in {self.timings[name]:.0f}s")
-        return result
 
 
 def _eval_cfg(cfg: DemoConfig, out: Path, method: str, **kw: Any) -> Any:
