@@ -12,11 +12,17 @@ row that parses as an object; Parquet/CSV/datasets: the schema) and takes the fi
     completions or scores -> listwise;  chosen or rejected -> pairwise;  label -> unpaired;
     judgment -> judged;  attributes -> scored;  completion or messages -> sft;  prompt -> prompt.
 
-Every later row is validated against that kind. Positions in error messages are `FILE:N`, where N is the 1-based
-line number for JSONL and the 0-based row index (what `dataset[i]` gives) for JSON, Parquet, CSV and `datasets`.
+Every later row is validated against that kind (and one whose own columns imply another kind is an error).
+Positions in error messages are `FILE:N`, where N is the 1-based line number for JSONL and the 0-based row index
+(what `dataset[i]` gives) for JSON, Parquet, CSV and `datasets`.
 
 Validation raises `DataError` naming file, line/row and field. With `on_bad_record="skip"` bad records are
-skipped, counted and listed in `ReadResult.skipped` (and `ReadResult.summary()`), never dropped silently.
+skipped, counted and listed in `ReadResult.skipped` (and `ReadResult.summary()`), never dropped silently. An input
+without a single row is an error unless `allow_empty=True`. The guarantee — every input loads exactly or yields a
+FILE:LINE error — and its tests are in docs/reliability.md ("Data").
+
+Layout: one row reader per format in `alignkit.data.readers` (rows are plain dicts or a `DataError`), record
+parsing and validation in `alignkit.data.parse`; this module ties them together and re-exports their public names.
 """
 
 from __future__ import annotations
