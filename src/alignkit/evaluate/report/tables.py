@@ -130,6 +130,13 @@ def format_compute(comp: dict[str, float]) -> str:
     return " · ".join(parts) if parts else "—"
 
 
+def _paired_gain(run: Run) -> Estimate | None:
+    """Constraint accuracy minus the baseline's on the same prompts, with its paired bootstrap interval
+    (`paired_vs_baseline` in eval.json, written by `alignkit eval --baseline`)."""
+    paired = run.eval.get("paired_vs_baseline")
+    return _estimate(paired.get("constraint_accuracy")) if isinstance(paired, dict) else None
+
+
 def summary_table(runs: Sequence[Run | str | Path]) -> list[dict[str, Any]]:
     """One row per run: `run`, `method`, `constraint_accuracy`, `reward`, `kl`, `win_rate` (Estimate or None),
     `compute` (dict of totals), `steps` (number of metrics rows with a step), `final_loss` (float or None)."""
@@ -140,6 +147,7 @@ def summary_table(runs: Sequence[Run | str | Path]) -> list[dict[str, Any]]:
         rows.append({
             "run": run.name, "method": run.method,
             **{k: _headline(run, k) for k in ESTIMATE_KEYS},
+            "paired_gain": _paired_gain(run),
             "compute": _compute_totals(run),
             "steps": sum(1 for r in run.metrics if "step" in r),
             "final_loss": float(loss[1][-1]) if loss is not None else None,
@@ -149,17 +157,26 @@ def summary_table(runs: Sequence[Run | str | Path]) -> list[dict[str, Any]]:
 
 def format_summary(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and string cells for display (estimates as `value [low, high]`)."""
-    header = ["run", "method", "constraint acc.", "reward", "KL (nats)", "win rate", "compute", "final loss"]
+    header = ["run", "method", "constraint acc.", "Δ acc. vs base (paired)", "reward", "KL (nats)", "win rate",
+              "compute", "final loss"]
     body = []
     for r in rows:
         cells = [r["run"], r["method"]]
         for k in ESTIMATE_KEYS:
             e = r[k]
             cells.append(e.format(3, percent=k in ("constraint_accuracy", "win_rate")) if e is not None else "—")
+            if k == "constraint_accuracy":
+                gain = r.get("paired_gain")
+                cells.append(_points(gain) if gain is not None else "—")
         cells.append(format_compute(r["compute"]))
         cells.append(f"{r['final_loss']:.4f}" if r["final_loss"] is not None else "—")
         body.append(cells)
     return header, body
+
+
+def _points(e: Estimate) -> str:
+    """A difference of proportions in percentage points, with its interval: `+12.5 [+4.2, +20.8] pt`."""
+    return f"{100 * e.value:+.1f} [{100 * e.low:+.1f}, {100 * e.high:+.1f}] pt"
 
 
 def print_summary(rows: Sequence[dict[str, Any]], console: Any = None) -> None:
