@@ -4,32 +4,36 @@ Stages (each writes its own run directory under `output_dir` and a `.done` marke
 where it stopped; stages are themselves resumable: generation and data building append as they go, training
 resumes from its latest checkpoint):
 
-1. `base`:       evaluate the base model on the test split of the constraint prompt suite;
-2. `data`:       build preference data with the verifier (ACT) builder on the train split: n samples per prompt
-                 scored by constraint satisfaction rate, kept as ranked lists and as best-vs-worst pairs;
-3. `dpo`, `lipo`: train with DPO (LoRA) on the pairs and with LiPO-λ (LoRA) on the lists;
-4. `dpo-eval`, `lipo-eval`: evaluate both trained models the same way as the base (and KL to the base);
+1. `base`:       evaluate the base model on held-out prompts of the constraint suite (`suite:test`);
+2. `data`:       sample n answers per train prompt from the base, score them with the IFEval verifiers (CSR) and
+                 keep every sample with its finish reason (`alignkit.pipelines.selfdata`);
+3. `rft`:        rejection-sampling fine-tuning (LoRA): SFT on the samples that satisfy every constraint and ended
+                 by EOS — the method `recipes/constraints.yaml` measured best (docs/efficacy.md);
+   `dpo`:        DPO (LoRA) on best-vs-worst pairs of the same samples, on top of the RFT model;
+4. `rft-eval`, `dpo-eval`: evaluate both trained models the same way as the base, with KL to the base and the
+                 paired gain over the base (bootstrap over prompts);
 5. `bon`, `qalign`: best-of-N and QAlign on the base model with the verifier reward, at matched compute;
 6. `report.html` with a summary table and plots; the table is printed at the end.
 
-Every evaluation samples at temperature 1, so the KL estimates are unbiased and every method is compared as a
-sampling policy. The test-time strategies use the CSR verifier as their reward, which is the same signal the
-trained models were aligned on; the report says so.
+Every evaluation samples once per prompt at temperature 1 with the same per-prompt seeds, so the KL estimates
+are unbiased and every method is compared as a sampling policy on the same prompts. The test-time strategies use
+the CSR verifier as their reward, which is the same signal the trained models were aligned on; the report says so.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from alignkit.config import save_config
+from alignkit.errors import ConfigError
 from alignkit.pipelines.stages import Stages
 
-QUICK = {"n_train_prompts": 16, "n_test_prompts": 16, "n_samples": 4, "max_new_tokens": 48, "bon_n": 4,
-         "qalign_steps": 6, "epochs": 2.0}
+QUICK = {"n_train_prompts": 48, "n_test_prompts": 24, "n_samples": 4, "max_new_tokens": 96, "bon_n": 4,
+         "qalign_steps": 4, "epochs": 2.0}
 
 
 @dataclass
@@ -39,25 +43,39 @@ class DemoConfig:
     quick: bool = False
     train_prompts: str = "suite:train"  # or a JSONL of prompts with IFEval-style `constraints`
     test_prompts: str = "suite:test"
-    n_train_prompts: int = 64
-    n_test_prompts: int = 48
-    n_samples: int = 4  # samples per train prompt for the verifier builder
-    max_new_tokens: int = 64
+    n_train_prompts: int = 128
+    n_test_prompts: int = 64
+    n_samples: int = 4  # samples per train prompt (the data both RFT and DPO train on)
+    max_new_tokens: int = 160
     temperature: float = 1.0
     bon_n: int = 4
-    qalign_steps: int = 6  # MH steps; each proposes a suffix, about half a completion on average
+    qalign_steps: int = 4  # MH steps; each proposes a suffix, about half a completion on average
     qalign_beta: float = 0.1
-    listwise_objective: str = "lipo_lambda"
-    lora_r: int = 16
-    lr: float = 2e-4
+    require_eos: bool = True  # RFT keeps only answers that ended by themselves
+    trained: list[str] = field(default_factory=lambda: ["rft", "dpo"])  # dpo continues from the rft model
+    lora_r: int = 32
+    lr: float = 2e-4  # rft
+    dpo_lr: float = 5e-5
     beta: float = 0.1
     epochs: float = 2.0
-    batch_size: int = 4
-    gen_batch_size: int = 16
+    batch_size: int = 8
+    gen_batch_size: int = 32
     seed: int = 0
 
     def resolved(self) -> DemoConfig:
         return replace(self, **QUICK) if self.quick else self
+
+    def recipe(self) -> Any:
+        """The same settings as a recipe round (alignkit.pipelines.recipe), so the demo trains as the recipe does."""
+        from alignkit.pipelines.recipe import RecipeConfig
+
+        return RecipeConfig(model=self.model, output_dir=self.output_dir, train_prompts=self.train_prompts,
+                            test_prompts=self.test_prompts, n_train_prompts=self.n_train_prompts,
+                            n_test_prompts=self.n_test_prompts, rounds=1, method="rft+dpo", reward="csr",
+                            samples_per_prompt=self.n_samples, require_eos=self.require_eos, max_new_tokens=self.max_new_tokens,
+                            temperature=self.temperature, eval_temperature=self.temperature, lr=self.lr,
+                            dpo_lr=self.dpo_lr, epochs=self.epochs, batch_size=self.batch_size, lora_r=self.lora_r,
+                            beta=self.beta, gen_batch_size=self.gen_batch_size, seed=self.seed)
 
 
 def _eval_cfg(cfg: DemoConfig, out: Path, method: str, **kw: Any) -> Any:
@@ -68,56 +86,11 @@ def _eval_cfg(cfg: DemoConfig, out: Path, method: str, **kw: Any) -> Any:
                       batch_size=cfg.gen_batch_size, seed=cfg.seed, output_dir=str(out), **kw)
 
 
-def _build_data(cfg: DemoConfig, out: Path) -> dict[str, Any]:
-    from alignkit.data.build.common import SamplingSettings, items_from_prompts, load_prompts
-    from alignkit.data.build.runner import run_build
-    from alignkit.data.build.verifier import VerifierBuilder
-    from alignkit.data.convert import listwise_to_pairwise
-    from alignkit.data.io import read_records, write_records
-    from alignkit.decode.hf import HFSampler
-    from alignkit.models import load_model
-
-    model, tokenizer = load_model(cfg.model)
-    settings = SamplingSettings(n=cfg.n_samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                seed=cfg.seed)
-    builder = VerifierBuilder(HFSampler(model, tokenizer), sampling=settings, fmt="listwise", policy_name=cfg.model)
-    prompts = load_prompts(cfg.train_prompts)[: cfg.n_train_prompts]
-    report = run_build(builder, items_from_prompts(prompts), out / "lists.jsonl", batch_size=cfg.gen_batch_size // 2)
-    lists = read_records(out / "lists.jsonl", kind="listwise").records
-    pairs, stats = listwise_to_pairwise(lists, mode="best-vs-worst")
-    write_records(out / "pairs.jsonl", pairs)
-    return {"prompts": len(prompts), "lists": len(lists), "pairs": len(pairs), "build": str(report.summary()),
-            "convert": stats.summary()}
-
-
-def _train(cfg: DemoConfig, out: Path, objective: str, data: Path) -> dict[str, Any]:
-    from alignkit.models import LoraConfig
-    from alignkit.train.config import TrainConfig
-    from alignkit.train.engine import train
-
-    n_records = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
-    tcfg = TrainConfig(model=cfg.model, data=str(data), objective=objective, beta=cfg.beta, output_dir=str(out),
-                       batch_size=min(cfg.batch_size, n_records), lr=cfg.lr, epochs=cfg.epochs, warmup_steps=2,
-                       max_length=cfg.max_new_tokens + 192, lora=LoraConfig(r=cfg.lora_r, alpha=2 * cfg.lora_r),
-                       reference="adapter", save_every=10, seed=cfg.seed,
-                       resume=(out / "checkpoints").exists())
-    result = train(tcfg)
-    return {"steps": result.steps, "final": str(result.final_dir), **{k: v for k, v in result.summary.items()
-                                                                      if isinstance(v, int | float | str)}}
-
-
-def _trained_eval(cfg: DemoConfig, out: Path, method: str, run_dir: Path, base_eval: Path) -> dict[str, Any]:
+def _trained_eval(cfg: DemoConfig, out: Path, method: str, model_dir: str, base_eval: Path) -> dict[str, Any]:
     from alignkit.evaluate.evaluation import evaluate
-    from alignkit.models import load_model
-    from alignkit.train.engine import export
 
-    # A merged plain model samples faster than one with adapter hooks.
-    merged = run_dir / "merged"
-    if not (merged / "config.json").exists():
-        export(run_dir, merged)
-    model, tokenizer = load_model(str(merged))
-    return evaluate(_eval_cfg(cfg, out, method, reference_model=cfg.model, baseline=str(base_eval)),
-                    model, tokenizer)
+    return evaluate(_eval_cfg(replace(cfg, model=model_dir), out, method, reference_model=cfg.model,
+                              baseline=str(base_eval)))
 
 
 def _strategy(cfg: DemoConfig, out: Path, strategy: str, base_eval: Path) -> dict[str, Any]:
@@ -180,16 +153,25 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
     stages = Stages(root, log)
     base_eval = root / "base"
     stages.run("base", lambda out: evaluate(_eval_cfg(cfg, out, "base")))
-    data = stages.run("data", lambda out: _build_data(cfg, out))
-    if not data.get("pairs"):
-        log("the verifier builder found no prompt whose samples differ in constraint satisfaction; "
-            "nothing to train on (try more prompts or samples)")
+    from alignkit.pipelines.recipe import build_round_data, train_step
+
+    recipe = cfg.recipe()
+    data = stages.run("data", lambda out: build_round_data(recipe, out, cfg.model, 1))
     runs = [base_eval]
-    if data.get("pairs"):
-        for name, objective, file in (("dpo", "dpo", "pairs.jsonl"), ("lipo", cfg.listwise_objective, "lists.jsonl")):
-            stages.run(name, lambda out, o=objective, f=file: _train(cfg, out, o, root / "data" / f))
-            stages.run(f"{name}-eval", lambda out, n=name: _trained_eval(cfg, out, n, root / n, base_eval))
-            runs += [root / name, root / f"{name}-eval"]
+    policy = cfg.model
+    labels = {"rft": "RFT (LoRA)", "dpo": "DPO (LoRA, on RFT)"}
+    for name in cfg.trained:
+        file = root / "data" / ("sft.jsonl" if name == "rft" else "pairs.jsonl")
+        if name not in labels:
+            raise ConfigError(f"demo: trained methods are {sorted(labels)}, got {name!r}")
+        trained = stages.run(name, lambda out, n=name, p=policy, f=file:
+                             train_step(recipe, out, p, f, "sft" if n == "rft" else "dpo"))
+        if not trained.get("steps"):
+            log(f"[{name}] nothing to train on ({trained.get('skipped')}); data: {data.get(name)}")
+            continue
+        policy = trained["model"]
+        stages.run(f"{name}-eval", lambda out, n=name, p=policy: _trained_eval(cfg, out, labels[n], p, base_eval))
+        runs += [root / name, root / f"{name}-eval"]
     for strategy in ("bon", "qalign"):
         stages.run(strategy, lambda out, s=strategy: _strategy(cfg, out, s, base_eval))
         runs.append(root / strategy)
