@@ -118,13 +118,24 @@ class MetricsLog:
             self.writer.close()
 
 
-def _reduce_mean(accelerator: Any, values: dict[str, float]) -> dict[str, float]:
-    if accelerator.num_processes == 1 or not values:
-        return values
-    keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=accelerator.device)
-    t = accelerator.reduce(t, reduction="mean")
-    return dict(zip(keys, t.tolist(), strict=True))
+def _reduce_metrics(accelerator: Any, sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+    """Each metric's mean over the micro-batches, of every process, that reported it.
+
+    An objective may leave a key out of a batch it cannot compute it on (KTO/BCO report no `rewards/chosen` for a
+    batch without a desirable item), so processes can hold different keys: a by-position tensor reduce would
+    mismatch (gloo aborts with a collective mismatch) and a missing key must not count as 0. Each process sends
+    its (sum, count) per key through `accelerate.utils.gather_object` instead; keys keep first-seen order.
+    """
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        local_sums, local_counts = sums, counts
+        sums, counts = {}, {}
+        for part_sums, part_counts in gather_object([(local_sums, local_counts)]):
+            for k, v in part_sums.items():
+                sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + part_counts[k]
+    return {k: v / counts[k] for k, v in sums.items()}
 
 
 def _reduce_sum(accelerator: Any, value: float) -> float:
@@ -204,6 +215,7 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
         lr = scheduler.get_last_lr()[0]
         losses: list[Tensor] = []
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         tokens = 0
         for a in range(cfg.grad_accum):
             epoch, j = divmod(micro, micro_per_epoch)
@@ -217,8 +229,9 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
                 loss, metrics, n_tok = step_fn(model, batch)
                 accelerator.backward(loss / cfg.grad_accum)
             losses.append(loss.detach().float())
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+            for k, v in metrics.items():  # a key a micro-batch left out is not averaged in as 0
+                sums[k] = sums.get(k, 0.0) + float(v)
+                counts[k] = counts.get(k, 0) + 1
             tokens += int(n_tok)
         step_loss = torch.stack(losses).mean()
         finite = bool(torch.isfinite(step_loss))
@@ -238,7 +251,9 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
         optimizer.zero_grad(set_to_none=True)
         step += 1
         seconds = time.perf_counter() - t0
-        record: dict[str, Any] = {"step": step, **_reduce_mean(accelerator, {"loss": float(step_loss), **sums})}
+        # The loss counts once per process (its mean over micro-batches), as every process reports it.
+        record: dict[str, Any] = {"step": step, **_reduce_metrics(accelerator, {"loss": float(step_loss), **sums},
+                                                                  {"loss": 1, **counts})}
         record.update(tokens=int(_reduce_sum(accelerator, float(tokens))), seconds=round(seconds, 4), lr=lr)
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
