@@ -21,7 +21,8 @@ EXAMPLES = """\
       --set 'principles=[Be honest, Be concise]'                    # or a `principle` column per row
 then: alignkit reward eval --reward rm:runs/rm/final --data held.jsonl --out-dir runs/rm-eval
 writes: config.yaml, metrics.jsonl, checkpoints/, final/ (the RM directory), summary.json, eval.json and
-reliability.png (with eval data: --eval-data or --set eval_split=0.1). Rerun with --resume to continue.
+reliability.png (with eval data: --eval-data or --set eval_split=0.1). A directory that holds a run is refused:
+rerun with --resume to continue it, or --overwrite to start again.
 """
 
 
@@ -40,6 +41,8 @@ def add_train_parser(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set lr=1e-5 --set lora.r=8 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over although --output-dir holds a previous run (deletes its checkpoints and final/)")
     p.set_defaults(func=cmd_train)
 
 
@@ -48,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     base = {"objective": args.objective, "model": args.model, "data": args.data, "eval_data": args.eval_data,
             "output_dir": args.output_dir, "tune": args.tune, "max_steps": args.max_steps,
-            "resume": True if args.resume else None}
+            "resume": True if args.resume else None, "overwrite": True if args.overwrite else None}
     cfg = load_config(RewardTrainConfig, args.config, args.overrides, base=base)
     result = train_reward_model(cfg)
     print(f"trained a {cfg.objective} reward model for {result.steps} steps; RM directory: {result.final_dir}")

@@ -39,7 +39,9 @@ from alignkit.rewards.training.evaluate import evaluate_rm
 from alignkit.rewards.training.module import build_reward_model, merge_lora_backbone, prepare_trainable
 from alignkit.rewards.training.pal_reward import PALReward
 from alignkit.rewards.training.steps import DeviceStep, _make_step
+from alignkit.rundir import locks_output_dir
 from alignkit.runtime import make_accelerator, seed_everything, split_eval
+from alignkit.train.checkpoint import prepare_from_config
 
 
 @dataclass
@@ -65,11 +67,18 @@ def _eval_fn(step: Any, data: RMData, pad_id: int, batch_size: int) -> Any:
     return evaluate
 
 
+# As `alignkit.train.engine.train` (issue #14): the run directory is locked for the whole run, and a fresh run into a
+# directory that holds a previous run's checkpoints or final/ is refused unless `cfg.resume` or `cfg.overwrite`.
+@locks_output_dir(prepare=prepare_from_config)
 def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None = None,
                        eval_records: Sequence[Any] | None = None, accelerator: Any = None, log: Any = None,
                        on_checkpoint: Any = None) -> RewardTrainResult:
     """Train a reward model with `cfg.objective` through `train_loop`; see the module docstring for the run
-    directory. `records`/`eval_records` bypass reading `cfg.data`/`cfg.eval_data` (Python use)."""
+    directory. `records`/`eval_records` bypass reading `cfg.data`/`cfg.eval_data` (Python use).
+
+    The run holds the lock on `cfg.output_dir` (`alignkit.rundir.locks_output_dir`); a directory that holds a
+    previous run is refused (ConfigError) unless `cfg.resume` (continue it) or `cfg.overwrite` (delete its
+    outputs and start again), as `alignkit.train.checkpoint.prepare_run_dir` describes."""
     from alignkit.train.loop import train_loop
 
     cfg.validate(need_data=records is None)
