@@ -57,7 +57,7 @@ from alignkit.train.checkpoint import (
 )
 from alignkit.train.config import TrainConfig
 from alignkit.train.logps import CompletionLogProbs, as_seq_logprobs
-from alignkit.train.loop import MetricsLog, epoch_order
+from alignkit.train.loop import MetricsLog, epoch_order, read_metrics_lines
 from alignkit.train.reference import adapters_disabled, freeze, resolve_mode
 
 DEFAULT_BETA = {"grpo": 0.04, "rloo": 0.05, "grpo_loo": 0.05}  # TRL 0.17 GRPOConfig / TRL RLOOConfig
@@ -370,14 +370,14 @@ class OnlineTrainer:
             if main:
                 self.log(f"resumed from {resumed} (step {step})")
         metrics_log = MetricsLog(run_dir / "metrics.jsonl", main, step if resumed is not None else None,
-                                 cfg.report_to)
+                                 cfg.report_to, log=self.log)
         samples_path = run_dir / "samples.jsonl"
         if main and samples_path.exists():
             if resumed is None:
                 samples_path.unlink()
-            else:
-                kept = [ln for ln in samples_path.read_text(encoding="utf-8").splitlines()
-                        if ln.strip() and json.loads(ln)["step"] <= step]
+            else:  # the metrics.jsonl rule: a torn last line (killed mid-write) is cut, other damage is FILE:LINE
+                kept = [ln for ln in read_metrics_lines(samples_path, self.log, what="sample record")
+                        if json.loads(ln)["step"] <= step]
                 samples_path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
         if resumed is not None:
             set_rng_state(saved_rng)

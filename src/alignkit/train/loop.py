@@ -59,9 +59,10 @@ def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def read_metrics_lines(path: Path, log: Callable[[str], None] = print) -> list[str]:
-    """The JSON lines of `metrics.jsonl`. A torn last line (the process was killed mid-write) is dropped and
-    reported; an unparseable line anywhere else is damage this code did not cause, so it is an error (FILE:LINE)."""
+def read_metrics_lines(path: Path, log: Callable[[str], None] = print, what: str = "metrics record") -> list[str]:
+    """The JSON lines of a run's append-only log (`metrics.jsonl`, online RL's `samples.jsonl`), each an object
+    with a `step`. A torn last line (the process was killed mid-write) is dropped and reported; an unparseable
+    line anywhere else is damage this code did not cause, so it is an error (FILE:LINE) naming `what` it is."""
     lines = path.read_text(encoding="utf-8").split("\n")
     numbered = [(i, ln) for i, ln in enumerate(lines, 1) if ln.strip()]
     kept: list[str] = []
@@ -74,7 +75,7 @@ def read_metrics_lines(path: Path, log: Callable[[str], None] = print) -> list[s
             if pos == len(numbered) - 1:
                 log(f"{path}:{lineno}: torn last line (an interrupted write) removed")
                 break
-            raise TrainingError(f"{path}:{lineno}: not a metrics record ({e}); repair or delete that line") from None
+            raise TrainingError(f"{path}:{lineno}: not a {what} ({e}); repair or delete that line") from None
         kept.append(ln)
     return kept
 
