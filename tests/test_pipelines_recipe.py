@@ -132,3 +132,16 @@ def test_rerun_resumes_and_other_settings_are_refused(recipe_run: Any) -> None:
     other = RecipeConfig(**{**cfg.__dict__, "lr": 0.5})
     with pytest.raises(ConfigError, match="lr"):
         run_recipe(other, log=lambda _m: None)
+
+
+def test_a_code_reward_in_a_recipe_file_needs_allow_code_rewards(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from alignkit.cli import main
+
+    monkeypatch.delenv("ALIGNKIT_ALLOW_CODE_REWARDS", raising=False)
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\ndef f(p, c, **k):\n    return [0.0]*len(c)\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: tiny-random\noutput_dir: {tmp_path / 'run'}\nreward: {tmp_path / 'evil.py'}:f\n")
+    assert main(["recipe", "run", str(recipe)]) == 2
+    assert not marker.exists() and not (tmp_path / "run").exists()

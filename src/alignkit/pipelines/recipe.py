@@ -28,6 +28,9 @@ from alignkit.errors import ConfigError
 from alignkit.pipelines.stages import Stages
 
 METHODS = ("rft", "dpo", "rft+dpo")
+# LoRA on attention and MLP: SFT on a few dozen demonstrations needs the MLP's capacity too (QLoRA, Dettmers et al.
+# 2023, found all-linear adapters necessary to match full fine-tuning).
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
@@ -53,6 +56,7 @@ class RecipeConfig:
     epochs: float = 2.0
     batch_size: int = 8
     lora_r: int = 32  # 0: full fine-tuning
+    lora_targets: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
     beta: float = 0.1
     sft_weight: float = 0.0  # dpo: weight of the NLL term on the chosen answer
     gen_batch_size: int = 32
@@ -145,7 +149,8 @@ def train_step(cfg: RecipeConfig, out: Path, policy: str, data: Path, objective:
     n_records = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
     if n_records == 0:
         return {"model": policy, "steps": 0, "skipped": f"no training records in {data}"}
-    lora = LoraConfig(r=cfg.lora_r, alpha=2 * cfg.lora_r) if cfg.lora_r else LoraConfig(r=0)
+    lora = (LoraConfig(r=cfg.lora_r, alpha=2 * cfg.lora_r, target_modules=list(cfg.lora_targets)) if cfg.lora_r
+            else LoraConfig(r=0))
     args: dict[str, Any] = {"beta": cfg.beta, "sft_weight": cfg.sft_weight} if objective == "dpo" else {}
     tcfg = TrainConfig(model=policy, data=str(data), objective=objective, objective_args=args,
                        output_dir=str(out), batch_size=min(cfg.batch_size, n_records),
