@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,17 +98,50 @@ def check_resume(cfg: EvalConfig, out_dir: Path) -> None:
                           f"({'; '.join(diff)}). Use the same settings, another --output-dir, or remove samples.jsonl")
 
 
-def _done_rows(out: Path, prompts: list[PromptExample]) -> dict[str, dict[str, Any]]:
-    """Rows of a previous (interrupted) run, checked to answer the prompts that now carry their ids."""
+def cut_torn_last_line(path: Path, log: Callable[[str], None] = print) -> bool:
+    """Truncate `path` to its last complete line if the last non-blank one is torn (not JSON: the run was killed
+    mid-write); True if it cut. A last line that parses but lost its newline is complete (no proper prefix of one
+    JSON object is one), so it only gets the newline back, and resumed appends start on a line of their own."""
+    data = path.read_bytes()
+    body = data.rstrip()
+    if not body:
+        return False
+    start = body.rfind(b"\n") + 1
+    lineno = body.count(b"\n") + 1  # of the last non-blank line
+    try:
+        json.loads(body[start:].decode("utf-8-sig" if start == 0 else "utf-8"))
+    except ValueError:  # JSONDecodeError, or UnicodeDecodeError where a multi-byte character was cut
+        with path.open("r+b") as f:
+            f.truncate(start)
+        log(f"{path}:{lineno}: torn last line (an interrupted write) removed")
+        return True
+    if not data.endswith(b"\n"):
+        with path.open("ab") as f:
+            f.write(b"\n")
+    return False
+
+
+def _done_rows(out: Path, prompts: list[PromptExample], log: Callable[[str], None] = print
+               ) -> dict[str, dict[str, Any]]:
+    """Rows of a previous (interrupted) run, checked to answer the prompts that now carry their ids.
+
+    The rule of `alignkit.train.loop.read_metrics_lines` (issue #14): a torn *last* line, which only an interrupted
+    append leaves, is cut off with a note; a bad line anywhere else, or a whole last line of the wrong shape (an
+    array, a repeated key), is damage this code did not cause: a DataError at FILE:LINE, the file left as it is."""
     from alignkit.data.readers.jsonl import iter_jsonl_rows
 
     expected = {_prompt_id(p, i): p.prompt for i, p in enumerate(prompts)}
     done: dict[str, dict[str, Any]] = {}
     if not out.exists():
         return done
-    for line, row in iter_jsonl_rows(out):
+    rows = list(iter_jsonl_rows(out))
+    last_error: DataError | None = None
+    for k, (line, row) in enumerate(rows):
         if isinstance(row, DataError):
-            raise row
+            if k < len(rows) - 1:
+                raise row
+            last_error = row
+            break
         if "id" not in row:
             continue
         pid = str(row["id"])
@@ -117,6 +151,8 @@ def _done_rows(out: Path, prompts: list[PromptExample]) -> dict[str, dict[str, A
                             "remove samples.jsonl or choose another --output-dir", source=str(out), line=line,
                             field="prompt")
         done[pid] = row
+    if not cut_torn_last_line(out, log) and last_error is not None:
+        raise last_error
     return done
 
 
