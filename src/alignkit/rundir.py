@@ -223,20 +223,35 @@ def locks_output_dir(prepare: Callable[[Any, Callable[[str], None]], None] | Non
 def replace_dir(new: Path, target: Path) -> None:
     """Put directory `new` at `target`, replacing what is there, so `target` is never missing or half-written.
 
-    On Linux the two are swapped in one `renameat2(RENAME_EXCHANGE)` call; elsewhere the old directory is renamed
-    aside first (a gap of one rename). The old contents are removed only after the new ones are in place.
+    The one directory swap of the library: run `final/`, `alignkit export`, checkpoint `final/`, the converted
+    model cache (`alignkit.models.prepare_dir`) and `merge_and_save` all use it (issues #14.7, #14.14). On Linux the
+    two are swapped in one `renameat2(RENAME_EXCHANGE)` call, so a concurrent reader of `target/FILE` sees the old
+    directory or the new one, whole; elsewhere (or on a file system without it) the old directory is renamed aside
+    first, a gap of one rename. The old contents are removed only after the new ones are in place.
+
+    A `target` that is a symlink (the versioned-pointer layout `NAME -> .NAME.v-ID` that model caches were written
+    in before) is swapped the same way, then the link and the version it pointed to are removed.
     """
     new, target = Path(new), Path(target)
-    if not target.exists():
+    pointee: Path | None = None
+    if target.is_symlink():
+        pointee = target.parent / os.readlink(target)
+    elif not target.exists():
         os.rename(new, target)
         return
     if _exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old contents
-        return
-    aside = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(target, aside)
-    os.rename(new, target)
-    shutil.rmtree(aside, ignore_errors=True)
+        old = new  # `new` now holds the old contents (or the old link)
+    else:
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+        os.rename(new, target)
+    for leftover in (old, pointee):
+        if leftover is None:
+            continue
+        if leftover.is_symlink() or leftover.is_file():
+            leftover.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
