@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,21 @@ def test_resume_stops_at_a_damaged_sample_line_that_is_not_the_last(full_run: Pa
     samples.write_text("\n".join(["{not json", *lines[1:]]), encoding="utf-8")
     with pytest.raises(TrainingError, match=rf"{samples}:1: not a sample record .*repair or delete that line"):
         _run(run, resume=True)
+
+
+def test_a_resumed_run_swaps_its_final_model_in_without_a_gap(full_run: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "again"
+    shutil.copytree(full_run, run)
+    shutil.rmtree(run / "checkpoints" / "step-2")  # final/ of the first attempt is still there
+    real_rmtree = shutil.rmtree
+    seen: list[bool] = []
+
+    def watched_rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        real_rmtree(path, *args, **kwargs)
+        seen.append((run / "final" / "config.json").exists())  # after every deletion, a whole model is there
+
+    monkeypatch.setattr(shutil, "rmtree", watched_rmtree)
+    _run(run, resume=True)
+    assert seen and all(seen), seen  # before: final/ was deleted, then the new directory renamed in
+    assert (run / "final" / "model.safetensors").exists()

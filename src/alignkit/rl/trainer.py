@@ -45,7 +45,7 @@ from alignkit.rl.data import load_prompts
 from alignkit.rl.logps import tempered_logps
 from alignkit.rl.losses import LossOutput, policy_loss, sequence_kl, sequence_policy_loss
 from alignkit.rl.rollout import Rollout, TokenBatch, rollout, rollout_batch
-from alignkit.rundir import locks_output_dir
+from alignkit.rundir import locks_output_dir, replace_dir
 from alignkit.runtime import make_accelerator, make_scheduler, seed_everything
 from alignkit.train.checkpoint import (
     latest_valid,
@@ -157,7 +157,9 @@ class OnlineTrainer:
             torch.set_num_threads(cfg.torch_threads)
         self.accelerator = make_accelerator()
         seed_everything(cfg.seed)
-        self.records = list(prompts) if prompts is not None else load_prompts(cfg.data, self.args.max_prompts)
+        self.records = list(prompts) if prompts is not None else load_prompts(  # --on-bad-record as offline
+            cfg.data, self.args.max_prompts, cfg.on_bad_record, log=log,
+            skip_report=Path(cfg.output_dir) / "data_skipped.json" if self.accelerator.is_main_process else None)
         if not self.records:
             raise ConfigError("no prompts to train on")
         self.reward, self.raw_reward, self.lsc_parts = build_reward(self.args, reward)
@@ -449,17 +451,15 @@ class OnlineTrainer:
         acc.wait_for_everyone()
 
     def _save_final(self, out: Path) -> None:
-        """The trained policy as an HF directory (the LoRA adapter alone for LoRA runs)."""
-        import shutil
+        """The trained policy as an HF directory (the LoRA adapter alone for LoRA runs); a previous `final/` (a
+        resumed run's) stays whole until the new one is swapped in (`alignkit.rundir.replace_dir`)."""
         import tempfile
 
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out.parent))  # a killed save's is cleaned on the next run
         self.raw.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_dir(tmp, out)
 
 
 @locks_output_dir(prepare=prepare_from_config)  # lock; refuse to start over a run unasked (issue #14)
