@@ -47,7 +47,7 @@ def add_train_parser(actions: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from alignkit.rewards.train import RewardTrainConfig, train_reward_model
+    from alignkit.rewards.training import RewardTrainConfig, train_reward_model
 
     base = {"objective": args.objective, "model": args.model, "data": args.data, "eval_data": args.eval_data,
             "output_dir": args.output_dir, "tune": args.tune, "max_steps": args.max_steps,
