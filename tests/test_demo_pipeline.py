@@ -24,19 +24,23 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = DemoConfig(model="tiny-random", output_dir=str(root / "run"), train_prompts=str(prompts),
                      test_prompts=str(prompts), n_train_prompts=8, n_test_prompts=4, n_samples=4,
                      max_new_tokens=16, epochs=1.0, gen_batch_size=8, qalign_steps=2,
-                     require_eos=False)  # the random model seldom ends by EOS
+                     require_eos=False, rounds=2)  # the random model seldom ends by EOS
     run_demo(cfg, log=lambda _m: None)
     return root / "run"
 
 
 def test_every_stage_writes_a_run_directory(demo_dir: Path) -> None:
-    for stage in ("base", "data", "rft", "rft-eval", "dpo", "dpo-eval", "bon", "qalign"):
+    for stage in ("base", "data-r1", "rft-r1", "data-r2", "rft-r2", "rft-eval", "bon", "qalign"):
         assert (demo_dir / stage / ".done").exists(), stage
-    for stage in ("base", "rft-eval", "dpo-eval", "bon", "qalign"):
+    for stage in ("base", "rft-eval", "bon", "qalign"):
         headline = json.loads((demo_dir / stage / "eval.json").read_text())
         assert {"value", "low", "high"} <= set(headline["constraint_accuracy"])
-    assert (demo_dir / "dpo" / "metrics.jsonl").read_text().strip()
-    assert "kl" in json.loads((demo_dir / "dpo-eval" / "eval.json").read_text())
+    assert (demo_dir / "rft-r2" / "metrics.jsonl").read_text().strip()
+    trained = json.loads((demo_dir / "rft-eval" / "eval.json").read_text())
+    assert "kl" in trained and "constraint_accuracy" in trained["paired_vs_baseline"]
+    # round 2 sampled from round 1's model
+    assert json.loads((demo_dir / "data-r2" / ".done").read_text())["policy"] == \
+        json.loads((demo_dir / "rft-r1" / ".done").read_text())["model"]
 
 
 def test_report_has_every_section(demo_dir: Path) -> None:

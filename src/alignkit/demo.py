@@ -5,13 +5,13 @@ where it stopped; stages are themselves resumable: generation and data building 
 resumes from its latest checkpoint):
 
 1. `base`:       evaluate the base model on held-out prompts of the constraint suite (`suite:test`);
-2. `data`:       sample n answers per train prompt from the base, score them with the IFEval verifiers (CSR) and
+2. `data-r1`:    sample n answers per train prompt from the base, score them with the IFEval verifiers (CSR) and
                  keep every sample with its finish reason (`alignkit.pipelines.selfdata`);
-3. `rft`:        rejection-sampling fine-tuning (LoRA): SFT on the samples that satisfy every constraint and ended
-                 by EOS — the method `recipes/constraints.yaml` measured best (docs/efficacy.md);
-   `dpo`:        DPO (LoRA) on best-vs-worst pairs of the same samples, on top of the RFT model;
-4. `rft-eval`, `dpo-eval`: evaluate both trained models the same way as the base, with KL to the base and the
-                 paired gain over the base (bootstrap over prompts);
+3. `rft-r1`:     rejection-sampling fine-tuning (LoRA): SFT on the samples that satisfy every constraint and ended
+                 by EOS — the method `recipes/constraints.yaml` measured (docs/efficacy.md); `data-r2`, `rft-r2`:
+                 the next round samples fresh prompts from the round-1 model (on-policy), and so on;
+4. `rft-eval`:   evaluate the trained model the same way as the base, with KL to the base and the paired gain over
+                 the base (bootstrap over prompts);
 5. `bon`, `qalign`: best-of-N and QAlign on the base model with the verifier reward, at matched compute;
 6. `report.html` with a summary table and plots; the table is printed at the end.
 
@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from alignkit.config import save_config
-from alignkit.errors import ConfigError
 from alignkit.pipelines.stages import Stages
 
-QUICK = {"n_train_prompts": 48, "n_test_prompts": 24, "n_samples": 4, "max_new_tokens": 96, "bon_n": 4,
-         "qalign_steps": 4, "epochs": 2.0}
+QUICK = {"n_train_prompts": 32, "n_test_prompts": 16, "n_samples": 4, "max_new_tokens": 96, "bon_n": 4,
+         "qalign_steps": 4, "rounds": 1}
 
 
 @dataclass
@@ -43,21 +42,20 @@ class DemoConfig:
     quick: bool = False
     train_prompts: str = "suite:train"  # or a JSONL of prompts with IFEval-style `constraints`
     test_prompts: str = "suite:test"
-    n_train_prompts: int = 128
+    n_train_prompts: int = 96  # fresh prompts per round
     n_test_prompts: int = 64
-    n_samples: int = 4  # samples per train prompt (the data both RFT and DPO train on)
-    max_new_tokens: int = 160
+    n_samples: int = 4  # samples per train prompt, from the current policy
+    max_new_tokens: int = 128
     temperature: float = 1.0
     bon_n: int = 4
     qalign_steps: int = 4  # MH steps; each proposes a suffix, about half a completion on average
     qalign_beta: float = 0.1
     require_eos: bool = True  # RFT keeps only answers that ended by themselves
-    trained: list[str] = field(default_factory=lambda: ["rft", "dpo"])  # dpo continues from the rft model
+    rounds: int = 2  # RFT rounds; round r samples fresh train prompts from round r-1's model
+    per_prompt: int = 2  # demonstrations kept per prompt
     lora_r: int = 32
-    lr: float = 2e-4  # rft
-    dpo_lr: float = 5e-5
-    beta: float = 0.1
-    epochs: float = 2.0
+    lr: float = 3e-4
+    epochs: float = 4.0
     batch_size: int = 8
     gen_batch_size: int = 32
     seed: int = 0
@@ -71,11 +69,11 @@ class DemoConfig:
 
         return RecipeConfig(model=self.model, output_dir=self.output_dir, train_prompts=self.train_prompts,
                             test_prompts=self.test_prompts, n_train_prompts=self.n_train_prompts,
-                            n_test_prompts=self.n_test_prompts, rounds=1, method="rft+dpo", reward="csr",
+                            n_test_prompts=self.n_test_prompts, rounds=self.rounds, method="rft", reward="csr",
                             samples_per_prompt=self.n_samples, require_eos=self.require_eos, max_new_tokens=self.max_new_tokens,
                             temperature=self.temperature, eval_temperature=self.temperature, lr=self.lr,
-                            dpo_lr=self.dpo_lr, epochs=self.epochs, batch_size=self.batch_size, lora_r=self.lora_r,
-                            beta=self.beta, gen_batch_size=self.gen_batch_size, seed=self.seed)
+                            per_prompt=self.per_prompt, epochs=self.epochs, batch_size=self.batch_size,
+                            lora_r=self.lora_r, gen_batch_size=self.gen_batch_size, seed=self.seed)
 
 
 def _eval_cfg(cfg: DemoConfig, out: Path, method: str, **kw: Any) -> Any:
@@ -156,22 +154,21 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> Path:
     from alignkit.pipelines.recipe import build_round_data, train_step
 
     recipe = cfg.recipe()
-    data = stages.run("data", lambda out: build_round_data(recipe, out, cfg.model, 1))
     runs = [base_eval]
     policy = cfg.model
-    labels = {"rft": "RFT (LoRA)", "dpo": "DPO (LoRA, on RFT)"}
-    for name in cfg.trained:
-        file = root / "data" / ("sft.jsonl" if name == "rft" else "pairs.jsonl")
-        if name not in labels:
-            raise ConfigError(f"demo: trained methods are {sorted(labels)}, got {name!r}")
-        trained = stages.run(name, lambda out, n=name, p=policy, f=file:
-                             train_step(recipe, out, p, f, "sft" if n == "rft" else "dpo"))
+    for r in range(1, cfg.rounds + 1):  # the recipe's rounds: each samples from the policy the last one trained
+        data = stages.run(f"data-r{r}", lambda out, p=policy, i=r: build_round_data(recipe, out, p, i))
+        trained = stages.run(f"rft-r{r}", lambda out, p=policy, i=r: train_step(
+            recipe, out, p, root / f"data-r{i}" / "sft.jsonl", "sft"))
         if not trained.get("steps"):
-            log(f"[{name}] nothing to train on ({trained.get('skipped')}); data: {data.get(name)}")
+            log(f"[rft-r{r}] nothing to train on ({trained.get('skipped')}); data: {data.get('rft')}")
             continue
         policy = trained["model"]
-        stages.run(f"{name}-eval", lambda out, n=name, p=policy: _trained_eval(cfg, out, labels[n], p, base_eval))
-        runs += [root / name, root / f"{name}-eval"]
+        runs.append(root / f"rft-r{r}")
+    if policy != cfg.model:
+        label = f"RFT, {cfg.rounds} round{'s' if cfg.rounds > 1 else ''} (LoRA)"
+        stages.run("rft-eval", lambda out: _trained_eval(cfg, out, label, policy, base_eval))
+        runs.append(root / "rft-eval")
     for strategy in ("bon", "qalign"):
         stages.run(strategy, lambda out, s=strategy: _strategy(cfg, out, s, base_eval))
         runs.append(root / strategy)
