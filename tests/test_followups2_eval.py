@@ -81,3 +81,10 @@ def test_a_whole_last_line_of_the_wrong_shape_is_not_torn_but_an_error(full: Pat
     samples.write_text(whole[0] + "\n" + "[1, 2]\n", encoding="utf-8")
     with pytest.raises(DataError, match=rf"{samples}:2: expected a JSON object"):
         evaluate(_cfg(full.parent / "p.jsonl", samples.parent))
+
+
+def test_eval_json_records_how_its_intervals_were_bootstrapped(full: Path) -> None:
+    headline = json.loads((full / "eval.json").read_text())
+    assert headline["bootstrap"] == {"method": "percentile", "n_resamples": 20, "confidence": 0.95, "seed": 0,
+                                     "unit": "prompt"}
+    assert headline["reward"]["n"] == 3  # the unit: one observation per prompt

@@ -306,7 +306,7 @@ def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[
     from alignkit.data.build.common import load_prompts
     from alignkit.evaluate.guards import guard_metrics
     from alignkit.evaluate.ifeval import ifeval_accuracy
-    from alignkit.evaluate.stats import mean_ci
+    from alignkit.evaluate.stats import DEFAULT_LEVEL, DEFAULT_METHOD, mean_ci
     from alignkit.rewards.registry import load_reward
 
     check_kl_config(cfg)
@@ -335,6 +335,10 @@ def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[
 
     headline: dict[str, Any] = {"method": cfg.method or cfg.model or Path(cfg.samples or "samples").stem,
                                 "n_prompts": len(prompts)}
+    # How every interval below was computed, so a reader can reproduce it (testtime_eval.md C2.8: record seeds
+    # and sample counts): alignkit.evaluate.stats' defaults, resampling prompts.
+    headline["bootstrap"] = {"method": DEFAULT_METHOD, "n_resamples": cfg.n_resamples, "confidence": DEFAULT_LEVEL,
+                             "seed": cfg.seed, "unit": "prompt"}
     headline["reward"] = {**_est(mean_ci(scores, seed=cfg.seed, n_resamples=cfg.n_resamples)), "name": cfg.reward}
     constrained = [i for i, p in enumerate(prompts) if p.constraints]
     strict: list[list[bool]] = []
