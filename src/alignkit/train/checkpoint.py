@@ -46,7 +46,8 @@ MANIFEST_FORMAT = 2
 # What a run killed mid-write leaves behind; removed under the run lock, where nobody else can be writing them.
 LEFTOVERS = (("checkpoints", ".tmp-step-"), (".", ".final-"), (".", ".reference-offload-"))
 # Files a fresh run would replace or delete: a previous run lives here.
-RUN_OUTPUTS = ("metrics.jsonl", "summary.json", "samples.jsonl", "final", "tensorboard", "checkpoints")
+RUN_OUTPUTS = ("metrics.jsonl", "summary.json", "samples.jsonl", "final", "tensorboard", "checkpoints",
+               "data_skipped.json")
 
 
 def sha256_file(path: Path) -> str:
