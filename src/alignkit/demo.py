@@ -42,10 +42,10 @@ class DemoConfig:
     quick: bool = False
     train_prompts: str = "suite:train"  # or a JSONL of prompts with IFEval-style `constraints`
     test_prompts: str = "suite:test"
-    n_train_prompts: int = 96  # fresh prompts per round
+    n_train_prompts: int = 80  # fresh prompts per round
     n_test_prompts: int = 64
     n_samples: int = 4  # samples per train prompt, from the current policy
-    max_new_tokens: int = 128
+    max_new_tokens: int = 112
     temperature: float = 1.0
     bon_n: int = 4
     qalign_steps: int = 4  # MH steps; each proposes a suffix, about half a completion on average
