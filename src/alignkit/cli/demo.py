@@ -6,18 +6,18 @@ import argparse
 
 from alignkit.cli import add_command
 
-EXAMPLES = """  alignkit demo                         # full run: 64 train / 48 test prompts
-  alignkit demo --quick                 # smaller sets: 16 train / 16 test prompts
+EXAMPLES = """  alignkit demo                         # full run: 2 RFT rounds of 80 train prompts, 64 test prompts
+  alignkit demo --quick                 # smaller: 1 round of 32 train prompts, 16 test prompts
   alignkit demo --output-dir runs/demo2 --set n_test_prompts=64
   alignkit demo                         # after an interrupt: finished stages are skipped
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "demo", "Run the whole loop on the embedded SmolLM2-135M: evaluate, build data, train "
-                    "DPO and LiPO-λ, best-of-N and QAlign, report.", EXAMPLES)
+    p = add_command(sub, "demo", "Run the whole loop on the embedded SmolLM2-135M: evaluate, sample and verify, "
+                    "train (on-policy RFT rounds), best-of-N and QAlign, report with paired gains.", EXAMPLES)
     p.add_argument("config", nargs="?", help="YAML config (keys as in DemoConfig)")
-    p.add_argument("--quick", action="store_true", help="smaller sets (16 train / 16 test prompts)")
+    p.add_argument("--quick", action="store_true", help="smaller sets (1 round of 32 train / 16 test prompts)")
     p.add_argument("--model", help="model spec (default: smollm2-135m-instruct)")
     p.add_argument("--output-dir", help="where the runs and report.html go (default runs/demo)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
