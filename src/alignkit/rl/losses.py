@@ -84,6 +84,19 @@ class LossOutput:
     metrics: dict[str, float]
 
 
+def _check_inputs(logps: Tensor, advantages: Tensor, mask: Tensor, epsilon_low: float,
+                  epsilon_high: float | None) -> float:
+    """Shape and clipping checks shared by the token- and sequence-level losses; returns epsilon_high."""
+    if logps.shape != mask.shape:
+        raise ConfigError(f"log-probs {tuple(logps.shape)} and mask {tuple(mask.shape)} differ in shape")
+    if advantages.shape != logps.shape[:1]:
+        raise ConfigError(f"advantages {tuple(advantages.shape)} must have one entry per sequence ({logps.shape[0]})")
+    epsilon_high = epsilon_low if epsilon_high is None else epsilon_high
+    if epsilon_low < 0 or epsilon_high < 0:
+        raise ConfigError("clipping epsilons must be >= 0")
+    return epsilon_high
+
+
 def policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old_logps: Tensor | None = None,
                 ref_logps: Tensor | None = None, beta: float = 0.04, epsilon_low: float = 0.2,
                 epsilon_high: float | None = None, aggregation: str = "token",
@@ -94,14 +107,7 @@ def policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old_logps: T
     token-weighted over this call's tokens: `kl`, `clip_ratio` (low, high, total: tokens whose ratio left the
     trust region in the direction that clipping cuts off) and `ratio_mean`.
     """
-    if logps.shape != mask.shape:
-        raise ConfigError(f"log-probs {tuple(logps.shape)} and mask {tuple(mask.shape)} differ in shape")
-    if advantages.shape != logps.shape[:1]:
-        raise ConfigError(f"advantages {tuple(advantages.shape)} must have one entry per sequence ({logps.shape[0]})")
-    if epsilon_high is None:
-        epsilon_high = epsilon_low
-    if epsilon_low < 0 or epsilon_high < 0:
-        raise ConfigError("clipping epsilons must be >= 0")
+    epsilon_high = _check_inputs(logps, advantages, mask, epsilon_low, epsilon_high)
     logps = logps.float()
     old = logps.detach() if old_logps is None else old_logps.float()
     ratio = torch.exp(logps - old)
@@ -149,14 +155,7 @@ def sequence_policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old
     sequence count when the batch is split into micro-batches. Metrics: `clip_ratio` (`_low`, `_high`: fraction
     of sequences whose ratio left the trust region in the clipped direction), `ratio_mean` (per sequence).
     """
-    if logps.shape != mask.shape:
-        raise ConfigError(f"log-probs {tuple(logps.shape)} and mask {tuple(mask.shape)} differ in shape")
-    if advantages.shape != logps.shape[:1]:
-        raise ConfigError(f"advantages {tuple(advantages.shape)} must have one entry per sequence ({logps.shape[0]})")
-    if epsilon_high is None:
-        epsilon_high = epsilon_low
-    if epsilon_low < 0 or epsilon_high < 0:
-        raise ConfigError("clipping epsilons must be >= 0")
+    epsilon_high = _check_inputs(logps, advantages, mask, epsilon_low, epsilon_high)
     maskf = mask.float()
     seq = (logps.float() * maskf).sum(-1)
     old = seq.detach() if old_logps is None else (old_logps.float() * maskf).sum(-1)
