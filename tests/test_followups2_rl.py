@@ -9,24 +9,8 @@ from pathlib import Path
 import pytest
 
 from alignkit.errors import DataError
-from alignkit.rewards.base import FunctionReward
 from alignkit.rl.trainer import run_online
-from alignkit.train.config import TrainConfig
-
-QUIET = {"log": lambda _m: None}
-
-
-def _length_reward() -> FunctionReward:
-    return FunctionReward(lambda prompts, completions, **_: [float(len(c)) for c in completions], name="length")
-
-
-def _cfg(out: Path, data: str, **kw: object) -> TrainConfig:
-    args = dict(num_generations=2, max_new_tokens=3, temperature=1.0, top_k=8)
-    base = dict(model="tiny-random", objective="grpo", data=data, output_dir=str(out), batch_size=2, lr=1e-2,
-                max_steps=1, save_every=1, scheduler="constant", beta=0.0, progress=False, objective_args=args,
-                torch_threads=1)
-    base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+from online_helpers import QUIET, length_reward, online_cfg
 
 
 def _prompt_file(path: Path) -> Path:
@@ -43,7 +27,7 @@ def test_skip_policy_trains_on_the_good_prompts_and_writes_data_skipped_json(tmp
     run = tmp_path / "run"
     messages: list[str] = []
     # Before: the prompt loader always read in error mode, so this raised at prompts.jsonl:2.
-    res = run_online(_cfg(run, str(data), on_bad_record="skip"), reward=_length_reward(), log=messages.append)
+    res = run_online(online_cfg(run, str(data), on_bad_record="skip"), reward=length_reward(), log=messages.append)
     assert res.steps == 1
     assert any("2 prompt records" in m and "2 bad records skipped" in m for m in messages), messages
     report = json.loads((run / "data_skipped.json").read_text(encoding="utf-8"))
@@ -56,5 +40,5 @@ def test_skip_policy_trains_on_the_good_prompts_and_writes_data_skipped_json(tmp
 def test_error_policy_stops_at_the_first_bad_prompt_with_file_line(tmp_path: Path) -> None:
     data = _prompt_file(tmp_path / "prompts.jsonl")
     with pytest.raises(DataError, match=rf"{data}:2: field 'prompt'"):
-        run_online(_cfg(tmp_path / "run", str(data)), reward=_length_reward(), **QUIET)
+        run_online(online_cfg(tmp_path / "run", str(data)), reward=length_reward(), **QUIET)
     assert not (tmp_path / "run" / "data_skipped.json").exists()
