@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alignkit.objectives import distill, judged, listwise, pairwise, sft, unpaired  # noqa: F401  (register)
+from alignkit.objectives import dense, distill, judged, listwise, pairwise, sft, unpaired  # noqa: F401  (register)
 from alignkit.objectives._common import ObjectiveState
 from alignkit.objectives.base import OBJECTIVES, LogProbs, ObjectiveSpec, get_objective, register_objective
 

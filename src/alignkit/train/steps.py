@@ -4,6 +4,7 @@
   judged data (cut)             → `judged.JudgedStep`: plain and judgment contexts in one forward;
   `aligned_avg_logp` (poft)     → per-example aligned-model scores (`example_scores`);
   `udm_model` (bco)             → per-example UDM weights (`example_scores`);
+  `token_weights` (ddpo)        → `dense.TokenWeightStep`: changed-token indicators from spans or a token diff;
   `shared_prompt: true`         → `prefix.SharedPromptStep`: each prompt encoded once, its KV cache reused.
 `tokenize_data` is the one tokeniser entry point (judged records have their own).
 """
@@ -50,6 +51,13 @@ def build_step(spec: ObjectiveSpec, hparams: dict[str, Any], reference: Referenc
         from alignkit.train.judged import JudgedStep, judged_labels
 
         return JudgedStep(*base, labels={split: judged_labels(d) for split, d in splits.items()})
+    if "token_weights" in spec.needs_extras:  # ddpo: changed-token indicators from spans or the token diff
+        from alignkit.train.dense import TokenWeightStep, ddpo_args, indicator_tables
+
+        if cfg.shared_prompt:
+            raise ConfigError(f"shared_prompt does not apply to token-level objective {spec.name!r}")
+        tables = indicator_tables(ddpo_args(spec.defaults, hparams), tokenizer, splits, records, log)
+        return TokenWeightStep(*base, splits=splits, tables=tables)
     extras: dict[str, dict[str, Tensor]] = {}
     if "aligned_avg_logp" in spec.needs_extras:
         from alignkit.train.example_scores import aligned_avg_logp
