@@ -12,7 +12,7 @@ from typing import Any
 from alignkit.cli import add_command
 from alignkit.errors import ConfigError
 
-SOURCES = ("verifier", "reference", "reward", "judge", "feedback")
+SOURCES = ("verifier", "reference", "reward", "judge", "feedback", "corrections")
 
 EXAMPLES = """\
   alignkit data build --from verifier --policy smollm2-135m-instruct --prompts suite:train --n 4 --out act.jsonl
@@ -24,6 +24,7 @@ EXAMPLES = """\
   alignkit data build --from judge --policy smollm2-135m-instruct --judge smollm2-135m-instruct \\
       --prompts suite:train --n 3 --out judged.jsonl
   alignkit data build --from feedback --conversations chats.jsonl --format unpaired --out kto.jsonl
+  alignkit data build --from corrections --corrections edits.jsonl --out ddpo_pairs.jsonl   # then --objective ddpo
 Rerun the same command to resume: prompts already in OUT are skipped. --limit K stops after K new prompts.
 Prompt files are JSONL with `prompt` (string or chat messages) and optional `id`, `constraints`
 (or IFEval's `instruction_id_list`/`kwargs`) and `references`; `suite:train`/`suite:test` is the shipped suite.
@@ -70,6 +71,11 @@ def add_build_parser(data_subparsers: argparse._SubParsersAction) -> argparse.Ar
     g.add_argument("--judge-retries", type=int, default=2)
     g = p.add_argument_group("feedback")
     g.add_argument("--classifier", default="rules", help="'rules' (default) or a model spec for the LM classifier")
+    g = p.add_argument_group("corrections (DDPO pairs from edited answers)")
+    g.add_argument("--corrections", help="JSONL of {prompt, answer, edited[, chosen_spans, rejected_spans]} rows")
+    g.add_argument("--max-edit-fraction", type=float, help="drop rows whose edit touches more than this share of "
+                                                           "the words (not a correction; default: keep all)")
+    g.add_argument("--feedback-source", default="human_correction", help="provenance written to each record")
     p.set_defaults(func=cmd_build)
     return p
 
@@ -102,6 +108,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         report = b.run_build(b.FeedbackBuilder(classifier, fmt=args.format), b.load_conversations(args.conversations),
                              args.out, **common)
         return _finish(report, args)
+    if args.source == "corrections":
+        _require(args, "corrections")
+        if args.format != "pairwise":
+            raise ConfigError("--from corrections writes --format pairwise")
+        builder = b.CorrectionsBuilder(args.feedback_source, args.max_edit_fraction)
+        return _finish(b.run_build(builder, b.load_corrections(args.corrections), args.out, **common), args)
     _require(args, "prompts", "policy", *{"reward": ["reward"], "judge": ["judge"]}.get(args.source, []))
     if args.format == "unpaired":
         raise ConfigError(f"--from {args.source} writes --format pairwise or listwise")

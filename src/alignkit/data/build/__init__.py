@@ -4,7 +4,8 @@
 * `reference` (BLEUBERI): BLEU against references, then keep the hard prompts (`build_reference`);
 * `reward`: any Reward, margins in pairs (`RewardBuilder`);
 * `judge` (RLAIF / CycleAlign-style): an LM judge ranks K samples (`JudgeBuilder`);
-* `feedback` (WildFeedback): satisfaction signals in multi-turn conversations (`FeedbackBuilder`).
+* `feedback` (WildFeedback): satisfaction signals in multi-turn conversations (`FeedbackBuilder`);
+* `corrections` (RLHF-V): (answer, edited answer) rows → DDPO pairs (`CorrectionsBuilder`).
 
 Every build runs through `run_build`: append-only JSONL, a progress bar, resume by prompt key, and a
 `BuildReport` counting what was skipped or dropped and why. Records carry their provenance in `metadata`.
@@ -17,6 +18,7 @@ from alignkit.data.build.common import (
     load_prompts,
     records_from_scores,
 )
+from alignkit.data.build.corrections import CorrectionsBuilder, items_from_corrections, load_corrections
 from alignkit.data.build.feedback import (
     FeedbackBuilder,
     FeedbackSignal,
@@ -32,8 +34,9 @@ from alignkit.data.build.runner import BuildReport, Outcome, run_build
 from alignkit.data.build.verifier import VerifierBuilder
 
 __all__ = [
-    "BuildItem", "BuildReport", "FeedbackBuilder", "FeedbackSignal", "JudgeBuilder", "LMFeedbackClassifier",
+    "BuildItem", "BuildReport", "CorrectionsBuilder", "FeedbackBuilder", "FeedbackSignal", "JudgeBuilder", "LMFeedbackClassifier",
     "Outcome", "ReferenceScoringBuilder", "RewardBuilder", "RuleBasedFeedbackClassifier", "SamplingSettings",
-    "VerifierBuilder", "build_reference", "items_from_conversations", "items_from_prompts", "load_conversations",
+    "VerifierBuilder", "build_reference", "items_from_conversations", "items_from_corrections", "items_from_prompts", "load_conversations",
+    "load_corrections",
     "load_prompts", "parse_ranking", "records_from_scores", "run_build", "select_prompts",
 ]
