@@ -59,7 +59,7 @@ class RecipeConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
     beta: float = 0.1
     sft_weight: float = 0.0  # dpo: weight of the NLL term on the chosen answer
-    gen_batch_size: int = 32
+    gen_batch_size: int = 128  # sampled rows per forward pass (data: prompts x samples; eval: prompts)
     eval_rounds: bool = False  # also evaluate each intermediate policy
     seed: int = 0
     extra_train: dict[str, Any] = field(default_factory=dict)  # more TrainConfig keys (e.g. torch_threads)
@@ -120,7 +120,8 @@ def build_round_data(cfg: RecipeConfig, out: Path, policy: str, round_index: int
     model, tokenizer = load_model(policy)
     settings = SamplingSettings(n=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
                                 temperature=cfg.temperature, seed=cfg.seed + round_index)
-    builder = ScoredSamplesBuilder(HFSampler(model, tokenizer), load_reward(cfg.reward), settings,
+    sampler = HFSampler(model, tokenizer, max_batch_rows=max(64, cfg.gen_batch_size))
+    builder = ScoredSamplesBuilder(sampler, load_reward(cfg.reward), settings,
                                    policy_name=policy, reward_spec=cfg.reward)
     batch = max(1, cfg.gen_batch_size // cfg.samples_per_prompt)
     report = run_build(builder, items_from_prompts(prompts), out / "lists.jsonl", batch_size=batch)
