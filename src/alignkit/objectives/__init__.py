@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from alignkit.objectives import dense, distill, judged, listwise, pairwise, sft, unpaired  # noqa: F401  (register)
+from alignkit.objectives import (  # noqa: F401  (register)
+    dense,
+    distill,
+    judged,
+    listwise,
+    pairwise,
+    sft,
+    unpaired,
+    w2s,  # noqa: F401  (register: w2s_confidence)
+)
 from alignkit.objectives._common import ObjectiveState
 from alignkit.objectives.base import OBJECTIVES, LogProbs, ObjectiveSpec, get_objective, register_objective
 

@@ -1,0 +1,146 @@
+"""`alignkit safety …`: safety recipes and evaluations (docs/safety.md).
+
+* `safety data KIND --out FILE`: the project's seeded data sets (harmful, benign, task, qa, classify).
+* `safety w2s`: weak-to-strong training with the auxiliary confidence loss and PGR with intervals.
+* `safety compliance`: the compliance gap between a monitored and an unmonitored condition (alignment faking).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from alignkit.cli import add_command
+
+EXAMPLES = """\
+  alignkit safety data harmful --out harmful.jsonl
+  alignkit safety data classify --n 240 --out safety_cls.jsonl
+  alignkit safety w2s --data safety_cls.jsonl --weak-model tiny-random:2:32 --strong-model smollm2-135m-instruct \\
+      --out-dir runs/w2s --set epochs=2 --set lr=1e-5
+  alignkit safety compliance --model smollm2-135m-instruct --requests harmful.jsonl --n 4 --out-dir runs/cg
+  alignkit safety compliance --model M --requests benign.jsonl --no-cot --condition-in-system --out-dir runs/cg_b
+"""
+
+DATA_KINDS = ("harmful", "benign", "task", "qa", "classify")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "safety", "Safety recipes and evaluations: project data sets, weak-to-strong training.",
+                    EXAMPLES)
+    verbs = p.add_subparsers(dest="safety_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda _a: p.print_help() or 0)
+
+    d = verbs.add_parser("data", help="write one of the project's seeded data sets as JSONL")
+    d.add_argument("kind", choices=DATA_KINDS)
+    d.add_argument("--n", type=int, default=None, help="rows (default: the whole pool; task: 64; classify: 240)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", required=True)
+    d.add_argument("--overwrite", action="store_true")
+    d.set_defaults(func=cmd_data)
+
+    w = verbs.add_parser("w2s", help="weak-to-strong: train weak on T1, label T2, train strong with the "
+                         "auxiliary confidence loss; report PGR with intervals")
+    w.add_argument("--data", required=True, metavar="ROWS.jsonl", help="rows with prompt and label (0/1)")
+    w.add_argument("--weak-model", default=None)
+    w.add_argument("--strong-model", default=None)
+    w.add_argument("--out-dir", required=True)
+    w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="W2SConfig key (labels, test_frac, epochs, lr, weak_lr, batch_size, aux_coef, "
+                        "warmup_frac, ramp, naive, seed, max_length)")
+    w.set_defaults(func=cmd_w2s)
+
+    c = verbs.add_parser("compliance", help="compliance gap: the same requests under a monitored (training) and "
+                         "an unmonitored condition")
+    c.add_argument("--model", default="smollm2-135m-instruct")
+    c.add_argument("--requests", required=True, metavar="R.jsonl", help="rows with prompt (and prompt_id or id)")
+    c.add_argument("--out-dir", required=True)
+    c.add_argument("--n", type=int, default=4, help="samples per request and condition (default 4)")
+    c.add_argument("--max-new-tokens", type=int, default=None, help="default 2048 with reasoning, 512 without")
+    c.add_argument("--temperature", type=float, default=1.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--no-cot", action="store_true", help="no private reasoning area")
+    c.add_argument("--without-training-details", action="store_true", help="control: leave out the training story")
+    c.add_argument("--condition-in-system", action="store_true", help="state the condition in the system prompt")
+    c.add_argument("--tier-swap", action="store_true", help="control: the unmonitored tier is the trained one")
+    c.add_argument("--no-accept-suffix", action="store_true", help="do not ask for accept/reject tags")
+    c.add_argument("--judge", metavar="SPEC", help="compliance judge: 'refusal' (default) or a reward spec")
+    c.add_argument("--judge-threshold", type=float, default=0.5)
+    c.add_argument("--af-judge", metavar="MODEL", help="a judge model for alignment-faking reasoning (20 votes)")
+    c.add_argument("--af-votes", type=int, default=20)
+    c.add_argument("--overwrite", action="store_true")
+    c.set_defaults(func=cmd_compliance)
+
+
+def _write(path: str, rows: list[dict[str, Any]], overwrite: bool) -> None:
+    from alignkit.errors import ConfigError
+
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from alignkit.safety import data
+
+    make = {"harmful": data.harmful_prompts, "benign": data.benign_prompts, "task": data.task_data,
+            "qa": data.qa_items, "classify": data.safety_classification}[args.kind]
+    rows = make(args.n, seed=args.seed) if args.n is not None else make(seed=args.seed)
+    _write(args.out, rows, args.overwrite)
+    print(f"wrote {len(rows)} {args.kind} rows to {args.out}")
+    return 0
+
+
+def cmd_w2s(args: argparse.Namespace) -> int:
+    from alignkit.config import load_config
+    from alignkit.data.io import read_jsonl
+    from alignkit.safety.w2s import W2SConfig, run_w2s
+
+    base = {"weak_model": args.weak_model, "strong_model": args.strong_model}
+    cfg = load_config(W2SConfig, None, args.overrides, base=base)
+    report = run_w2s(read_jsonl(args.data), args.out_dir, cfg)
+    print(json.dumps({"accuracy": {k: v["value"] for k, v in report["accuracy"].items()},
+                      "pgr": report["pgr"]}))
+    return 0
+
+
+def _out_dir(path: str, overwrite: bool) -> Path:
+    from alignkit.errors import ConfigError
+
+    out = Path(path)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} exists and is not empty; pass --overwrite to replace its files")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_compliance(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+    from alignkit.safety.compliance import Variant
+    from alignkit.safety.compliance_run import run_compliance
+    from alignkit.safety.judges import make_judge
+
+    out = _out_dir(args.out_dir, args.overwrite)
+    variant = Variant(cot=not args.no_cot, training_details=not args.without_training_details,
+                      condition_in_system=args.condition_in_system, tier_swap=args.tier_swap,
+                      accept_suffix=not args.no_accept_suffix)
+    model, tok = load_model(args.model, seed=args.seed)
+    af = None
+    if args.af_judge:
+        af = HFSampler(*load_model(args.af_judge, seed=args.seed))
+    rows, summary = run_compliance(HFSampler(model, tok), read_jsonl(args.requests), variant, n=args.n,
+                                   max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                   seed=args.seed, judge=make_judge(args.judge, args.judge_threshold),
+                                   af_sampler=af, af_votes=args.af_votes)
+    summary["model"] = args.model
+    _write(str(out / "samples.jsonl"), rows, True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    g = summary["compliant"]
+    print(json.dumps({"monitored": g["monitored"]["rate"], "unmonitored": g["unmonitored"]["rate"],
+                      "gap": g["gap"], "gap_paired": g.get("gap_paired"), "p_value": g["p_value"]}))
+    return 0
