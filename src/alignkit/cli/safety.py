@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="safety_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda _a: p.print_help() or 0)
 
-    d = verbs.add_parser("data", help="write one of the project's seeded data sets as JSONL")
+    d = add_command(verbs, "data", "Write one of the project's seeded data sets as JSONL.",
+                    "  alignkit safety data harmful --out harmful.jsonl\n  alignkit safety data qa --n 20 --out qa.jsonl\n")
     d.add_argument("kind", choices=DATA_KINDS)
     d.add_argument("--n", type=int, default=None, help="rows (default: the whole pool; task: 64; classify: 240)")
     d.add_argument("--seed", type=int, default=0)
@@ -40,8 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(func=cmd_data)
 
-    w = verbs.add_parser("w2s", help="weak-to-strong: train weak on T1, label T2, train strong with the "
-                         "auxiliary confidence loss; report PGR with intervals")
+    w = add_command(verbs, "w2s", "Weak-to-strong: train weak on T1, label T2, train strong with the auxiliary "
+                    "confidence loss; report PGR with intervals.",
+                    "  alignkit safety w2s --data cls.jsonl --weak-model tiny-random:2:32 --strong-model "
+                    "smollm2-135m-instruct --out-dir runs/w2s\n")
     w.add_argument("--data", required=True, metavar="ROWS.jsonl", help="rows with prompt and label (0/1)")
     w.add_argument("--weak-model", default=None)
     w.add_argument("--strong-model", default=None)
@@ -51,8 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "warmup_frac, ramp, naive, seed, max_length)")
     w.set_defaults(func=cmd_w2s)
 
-    c = verbs.add_parser("compliance", help="compliance gap: the same requests under a monitored (training) and "
-                         "an unmonitored condition")
+    c = add_command(verbs, "compliance", "Compliance gap: the same requests under a monitored (training) and an "
+                    "unmonitored condition.",
+                    "  alignkit safety compliance --model smollm2-135m-instruct --requests harmful.jsonl --n 4 "
+                    "--out-dir runs/cg\n  alignkit safety compliance --model M --requests benign.jsonl --no-cot "
+                    "--out-dir runs/cg_benign\n")
     c.add_argument("--model", default="smollm2-135m-instruct")
     c.add_argument("--requests", required=True, metavar="R.jsonl", help="rows with prompt (and prompt_id or id)")
     c.add_argument("--out-dir", required=True)
