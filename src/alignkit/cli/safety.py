@@ -3,6 +3,7 @@
 * `safety data KIND --out FILE`: the project's seeded data sets (harmful, benign, task, qa, classify).
 * `safety w2s`: weak-to-strong training with the auxiliary confidence loss and PGR with intervals.
 * `safety compliance`: the compliance gap between a monitored and an unmonitored condition (alignment faking).
+* `safety cosa-prompts` / `safety cosa-score`: CoSA configs × prompts for `alignkit generate`, and CoSA-Score.
 """
 
 from __future__ import annotations
@@ -78,6 +79,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true")
     c.set_defaults(func=cmd_compliance)
 
+    cp = add_command(verbs, "cosa-prompts", "Write CoSA rows (a safety config as the system message × requests) "
+                     "for `alignkit generate`; each row keeps its allowed categories.",
+                     "  alignkit safety cosa-prompts --requests harmful.jsonl --allowed Violence --allowed '' "
+                     "--out cosa.jsonl\n")
+    cp.add_argument("--requests", required=True, metavar="R.jsonl", help="rows with prompt (and category)")
+    cp.add_argument("--allowed", action="append", default=[], metavar="CATS",
+                    help="one config per flag: allowed categories joined by ';' ('' = nothing allowed)")
+    cp.add_argument("--out", required=True)
+    cp.add_argument("--overwrite", action="store_true")
+    cp.set_defaults(func=cmd_cosa_prompts)
+
+    cs = add_command(verbs, "cosa-score", "CoSA-Score of judged responses (per config split and averaged).",
+                     "  alignkit safety cosa-score --data judged.jsonl --out cosa_score.json\n"
+                     "  alignkit safety cosa-score --data runs/g/samples.jsonl --prompts cosa.jsonl --judge heuristic\n")
+    cs.add_argument("--data", required=True, metavar="ROWS.jsonl",
+                    help="rows with allowed_categories and judge_categories + judge_helpfulness (0-5), or "
+                         "prompt/completion/category rows with --judge heuristic")
+    cs.add_argument("--prompts", metavar="COSA.jsonl", help="the `safety cosa-prompts` file: joined to --data by "
+                    "id (for `alignkit generate` samples, which do not carry the allowed categories)")
+    cs.add_argument("--judge", choices=["given", "heuristic"], default="given",
+                    help="given: use the rows' judge fields; heuristic: refusal phrases + the request's category")
+    cs.add_argument("--binary", action="store_true")
+    cs.add_argument("--filter-unsafe", action="store_true")
+    cs.add_argument("--filter-unsafe-self", action="store_true")
+    cs.add_argument("--train-only", action="store_true")
+    cs.add_argument("--out", metavar="SCORE.json")
+    cs.set_defaults(func=cmd_cosa_score)
+
 
 def _write(path: str, rows: list[dict[str, Any]], overwrite: bool) -> None:
     from alignkit.errors import ConfigError
@@ -149,4 +178,50 @@ def cmd_compliance(args: argparse.Namespace) -> int:
     g = summary["compliant"]
     print(json.dumps({"monitored": g["monitored"]["rate"], "unmonitored": g["unmonitored"]["rate"],
                       "gap": g["gap"], "gap_paired": g.get("gap_paired"), "p_value": g["p_value"]}))
+    return 0
+
+
+def cmd_cosa_prompts(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.decode.system import cosa_config
+    from alignkit.safety.cosa import split_name
+
+    configs = [[c.strip() for c in a.split(";") if c.strip()] for a in (args.allowed or [""])]
+    rows = []
+    for req in read_jsonl(args.requests):
+        for allowed in configs:
+            rows.append({"id": f"{req.get('id', len(rows))}|{split_name(allowed)}",
+                         "prompt": [{"role": "system", "content": cosa_config(allowed)},
+                                    {"role": "user", "content": req["prompt"]}],
+                         "allowed_categories": allowed, "category": req.get("category")})
+    _write(args.out, rows, args.overwrite)
+    print(f"wrote {len(rows)} CoSA rows ({len(configs)} configs) to {args.out}")
+    return 0
+
+
+def cmd_cosa_score(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.safety.cosa import cosa_score, heuristic_judge
+
+    rows = read_jsonl(args.data)
+    if args.prompts:
+        from alignkit.errors import DataError
+
+        by_id = {str(r["id"]): r for r in read_jsonl(args.prompts)}
+        joined = []
+        for line, r in enumerate(rows, start=1):
+            src = by_id.get(str(r.get("id")))
+            if src is None:
+                raise DataError(f"id {r.get('id')!r} is not in {args.prompts}", source=args.data, line=line,
+                                field="id")
+            joined.append({**r, "allowed_categories": src["allowed_categories"], "category": src.get("category")})
+        rows = joined
+    if args.judge == "heuristic":
+        rows = [heuristic_judge(r) for r in rows]
+    result = cosa_score(rows, binary=args.binary, filter_unsafe=args.filter_unsafe,
+                        filter_unsafe_self=args.filter_unsafe_self, train_only=args.train_only)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({"cosa_score": result["average"], "valid": result["valid"], "invalid": result["invalid"],
+                      "splits": {k: v["cosa_score"]["value"] for k, v in result["splits"].items()}}))
     return 0
