@@ -57,7 +57,7 @@ class DemoConfig:
     lr: float = 3e-4
     epochs: float = 4.0
     batch_size: int = 8
-    gen_batch_size: int = 32
+    gen_batch_size: int = 128  # sampled rows per forward pass (see recipe.RecipeConfig)
     seed: int = 0
 
     def resolved(self) -> DemoConfig:
@@ -102,7 +102,7 @@ def _strategy(cfg: DemoConfig, out: Path, strategy: str, base_eval: Path) -> dic
     from alignkit.rewards.registry import load_reward
 
     model, tokenizer = load_model(cfg.model)
-    sampler = HFSampler(model, tokenizer)
+    sampler = HFSampler(model, tokenizer, max_batch_rows=max(64, cfg.gen_batch_size))
     reward = load_reward("csr")
     prompts = load_prompts(cfg.test_prompts)[: cfg.n_test_prompts]
     rows = []
