@@ -12,7 +12,7 @@ from typing import Any
 from alignkit.cli import add_command
 from alignkit.errors import ConfigError
 
-SOURCES = ("verifier", "reference", "reward", "judge", "feedback", "corrections")
+SOURCES = ("verifier", "reference", "reward", "judge", "feedback", "corrections", "steerlm", "steerlm2")
 
 EXAMPLES = """\
   alignkit data build --from verifier --policy smollm2-135m-instruct --prompts suite:train --n 4 --out act.jsonl
@@ -25,6 +25,9 @@ EXAMPLES = """\
       --prompts suite:train --n 3 --out judged.jsonl
   alignkit data build --from feedback --conversations chats.jsonl --format unpaired --out kto.jsonl
   alignkit data build --from corrections --corrections edits.jsonl --out ddpo_pairs.jsonl   # then --objective ddpo
+  alignkit data build --from steerlm --scored helpsteer2.jsonl --out steerlm_sft.jsonl      # then --objective sft
+  alignkit data build --from steerlm2 --policy RUN/final --reward rm:ATTR_RM --prompts p.jsonl --n 8 \
+      --attributes helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:2 --out groups.jsonl
 Rerun the same command to resume: prompts already in OUT are skipped. --limit K stops after K new prompts.
 Prompt files are JSONL with `prompt` (string or chat messages) and optional `id`, `constraints`
 (or IFEval's `instruction_id_list`/`kwargs`) and `references`; `suite:train`/`suite:test` is the shipped suite.
@@ -76,6 +79,11 @@ def add_build_parser(data_subparsers: argparse._SubParsersAction) -> argparse.Ar
     g.add_argument("--max-edit-fraction", type=float, help="drop rows whose edit touches more than this share of "
                                                            "the words (not a correction; default: keep all)")
     g.add_argument("--feedback-source", default="human_correction", help="provenance written to each record")
+    g = p.add_argument_group("steerlm / steerlm2 (attribute-conditioned SFT, SteerLM 2.0 groups)")
+    g.add_argument("--scored", help="(steerlm) scored JSONL {prompt, completion, attributes}")
+    g.add_argument("--attributes", help="(steerlm) attributes to keep, comma-separated; (steerlm2) default target "
+                                        "string name:value,... for prompts without `attributes`")
+    g.add_argument("--sft-model", help="(steerlm2) the SFT model P(y|x) (default: --policy)")
     p.set_defaults(func=cmd_build)
     return p
 
@@ -114,7 +122,14 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise ConfigError("--from corrections writes --format pairwise")
         builder = b.CorrectionsBuilder(args.feedback_source, args.max_edit_fraction)
         return _finish(b.run_build(builder, b.load_corrections(args.corrections), args.out, **common), args)
-    _require(args, "prompts", "policy", *{"reward": ["reward"], "judge": ["judge"]}.get(args.source, []))
+    if args.source == "steerlm":
+        _require(args, "scored")
+        from alignkit.data.io import read_records
+
+        scored = read_records(args.scored, kind="scored").records
+        attrs = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
+        return _finish(b.run_build(b.SteerLMBuilder(attrs), b.scored_items(scored), args.out, **common), args)
+    _require(args, "prompts", "policy", *{"reward": ["reward"], "judge": ["judge"], "steerlm2": ["reward"]}.get(args.source, []))
     if args.format == "unpaired":
         raise ConfigError(f"--from {args.source} writes --format pairwise or listwise")
     sampling = b.SamplingSettings(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -133,6 +148,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     elif args.source == "reward":
         builder = b.RewardBuilder(policy, reward, sampling, fmt=args.format, pair_mode=args.pairs,
                                   min_margin=args.min_margin, reward_spec=args.reward, **named)
+    elif args.source == "steerlm2":
+        sft = _sampler(args.sft_model, args.seed) if args.sft_model and args.sft_model != args.policy else None
+        builder = b.SteerLM2Builder(policy, reward, sft, sampling, targets=args.attributes,
+                                    sft_name=args.sft_model or "", reward_spec=args.reward, **named)
     elif args.source == "judge":
         judge = policy if args.judge == args.policy else _sampler(args.judge, args.seed)
         template = {}

@@ -14,6 +14,7 @@ from alignkit.objectives import (  # noqa: F401  (register)
     listwise,
     pairwise,
     sft,
+    steerlm,
     unpaired,
     w2s,  # noqa: F401  (register: w2s_confidence)
 )
