@@ -19,6 +19,8 @@ EXAMPLES = """\
   alignkit reward train --objective pal --data users.jsonl --output-dir runs/pal --set pal_k=2   # `user` column
   alignkit reward train --objective principle --data pairs.jsonl --output-dir runs/p \\
       --set 'principles=[Be honest, Be concise]'                    # or a `principle` column per row
+  alignkit reward train --objective critique --data critiqued_pairs.jsonl --output-dir runs/crm  # chosen_critique,
+                                                                    # rejected_critique columns (MM-RLHF)
 then: alignkit reward eval --reward rm:runs/rm/final --data held.jsonl --out-dir runs/rm-eval
 writes: config.yaml, metrics.jsonl, checkpoints/, final/ (the RM directory), summary.json, eval.json and
 reliability.png (with eval data: --eval-data or --set eval_split=0.1). A directory that holds a run is refused:
@@ -28,7 +30,7 @@ rerun with --resume to continue it, or --overwrite to start again.
 
 def add_train_parser(actions: argparse._SubParsersAction) -> None:
     p = add_command(actions, "train", "Train a reward model (bt, regression, more, pal, principle).", EXAMPLES)
-    p.add_argument("--objective", choices=["bt", "regression", "more", "pal", "principle"],
+    p.add_argument("--objective", choices=["bt", "regression", "more", "pal", "principle", "critique"],
                    help="RM objective (default bt)")
     p.add_argument("--model", help="backbone model spec, or an RM directory to continue (default "
                    "smollm2-135m-instruct)")

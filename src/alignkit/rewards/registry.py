@@ -96,6 +96,10 @@ def load_reward(spec: str | Reward) -> Reward:
 
         if not arg:
             raise RewardError("reward spec 'rm:PATH' needs a reward model directory")
+        if (Path(arg) / "alignkit_critique_rm.json").exists():  # `alignkit reward train --objective critique`
+            from alignkit.rewards.critique import CritiqueReward
+
+            return CritiqueReward.load(arg, name=spec)
         if (Path(arg) / "alignkit_pal.json").exists():  # a PAL-B RM from `alignkit reward train --objective pal`
             from alignkit.rewards.train import PALReward
 

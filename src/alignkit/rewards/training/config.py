@@ -12,10 +12,10 @@ from typing import Literal
 from alignkit.errors import ConfigError
 from alignkit.train.config import TrainConfig
 
-RMObjective = Literal["bt", "regression", "more", "pal", "principle"]
+RMObjective = Literal["bt", "regression", "more", "pal", "principle", "critique"]
 
 
-OBJECTIVES: tuple[str, ...] = ("bt", "regression", "more", "pal", "principle")
+OBJECTIVES: tuple[str, ...] = ("bt", "regression", "more", "pal", "principle", "critique")
 
 
 TASK_FIELDS = ("task", "source")
@@ -55,6 +55,11 @@ class RewardTrainConfig(TrainConfig):
     # principle
     principles: list[str] = field(default_factory=list)
     principle_field: str = ""  # "" → first of principle, principles
+    # critique (MM-RLHF critique RM, spec wave2_feedback_safety.md §4.3; the released script's weights)
+    critique_bt_weight: float = 1.0  # w_f
+    critique_weight: float = 1.0  # w_c, on the gold critiques' NLL
+    critique_center_coef: float = 0.01  # c_ctr
+    critique_tie_weight: float = 1.0  # ties: tie_weight·mean((r_c − r_r)²) (not in the released config)
     # final evaluation
     eval_bins: int = 10
 

@@ -98,6 +98,12 @@ def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None 
         train_records, eval_records = split_eval(train_records, cfg.eval_split, cfg.seed)
     if not train_records:
         raise DataError(f"no training records for objective {cfg.objective}", source=cfg.data or "<records>")
+    if cfg.objective == "critique":  # a generative RM with its own module and step (training/critique.py)
+        from alignkit.rewards.training.critique import train_critique_rm
+
+        run_dir, steps, final, report = train_critique_rm(cfg, train_records, eval_records, accelerator=accelerator,
+                                                          log=say, on_checkpoint=on_checkpoint)
+        return RewardTrainResult(run_dir, steps, final, report, {"objective": "critique", "steps": steps})
 
     attributes: list[str] = []
     weights: list[float] = [1.0]
