@@ -31,7 +31,7 @@ def test_no_critique_weight_is_bt_with_centering() -> None:
     r_c, r_r = t([1.0, -0.5, 0.3]), t([0.2, 0.4, -1.0])
     ours, _ = critique_rm_loss(r_c, r_r, t([9.0] * 3), t([9.0] * 3), t([0.0] * 3), critique_weight=0.0,
                                center_coef=0.01)
-    assert float(ours) == pytest.approx(float(bt_loss(r_c, r_r, None, 0.01)), abs=1e-12)
+    assert float(ours) == pytest.approx(float(bt_loss(r_c, r_r, None, 0.01)), abs=1e-6)  # bt_loss is fp32
 
 
 def test_ties_and_margin() -> None:

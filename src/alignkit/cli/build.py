@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from alignkit.cli import add_command
 from alignkit.errors import ConfigError
 
-SOURCES = ("verifier", "reference", "reward", "judge", "feedback", "corrections", "steerlm", "steerlm2")
+SOURCES = ("verifier", "reference", "reward", "judge", "feedback", "corrections", "steerlm", "steerlm2", "seq2seq-rm",
+           "feedback-model", "language-feedback")
 
 EXAMPLES = """\
   alignkit data build --from verifier --policy smollm2-135m-instruct --prompts suite:train --n 4 --out act.jsonl
@@ -25,6 +27,10 @@ EXAMPLES = """\
       --prompts suite:train --n 3 --out judged.jsonl
   alignkit data build --from feedback --conversations chats.jsonl --format unpaired --out kto.jsonl
   alignkit data build --from corrections --corrections edits.jsonl --out ddpo_pairs.jsonl   # then --objective ddpo
+  alignkit data build --from feedback-model --critiques crit.jsonl --out fm_sft.jsonl   # {prompt, response, feedback}
+  alignkit data build --from language-feedback --policy smollm2-135m-instruct --feedback-model runs/fm/final \
+      --prompts suite:train --out llf_pairs.jsonl                                          # then --objective dpo
+  alignkit data build --from seq2seq-rm --pairwise pairs.jsonl --out s2s_sft.jsonl   # seq2seq RM data (sft)
   alignkit data build --from steerlm --scored helpsteer2.jsonl --out steerlm_sft.jsonl      # then --objective sft
   alignkit data build --from steerlm2 --policy RUN/final --reward rm:ATTR_RM --prompts p.jsonl --n 8 \
       --attributes helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:2 --out groups.jsonl
@@ -84,6 +90,12 @@ def add_build_parser(data_subparsers: argparse._SubParsersAction) -> argparse.Ar
     g.add_argument("--attributes", help="(steerlm) attributes to keep, comma-separated; (steerlm2) default target "
                                         "string name:value,... for prompts without `attributes`")
     g.add_argument("--sft-model", help="(steerlm2) the SFT model P(y|x) (default: --policy)")
+    p.add_argument("--pairwise", help="(seq2seq-rm) pairwise JSONL {prompt, chosen, rejected}")
+    g = p.add_argument_group("language feedback (Align Anything LLF)")
+    g.add_argument("--critiques", help="(feedback-model) JSONL {prompt, response, feedback}")
+    g.add_argument("--feedback-model", help="(language-feedback) the feedback model or any judge model spec")
+    g.add_argument("--critique-max-new-tokens", type=int, default=256)
+    g.add_argument("--round", type=int, default=0, help="(language-feedback) round index written to each pair")
     p.set_defaults(func=cmd_build)
     return p
 
@@ -122,6 +134,24 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise ConfigError("--from corrections writes --format pairwise")
         builder = b.CorrectionsBuilder(args.feedback_source, args.max_edit_fraction)
         return _finish(b.run_build(builder, b.load_corrections(args.corrections), args.out, **common), args)
+    if args.source == "feedback-model":
+        _require(args, "critiques")
+        from alignkit.data.build.language_feedback import feedback_sft_records
+        from alignkit.data.io import read_jsonl, write_records
+
+        records = feedback_sft_records(list(read_jsonl(args.critiques)), source=args.critiques)
+        if not args.overwrite and Path(args.out).exists():
+            raise ConfigError(f"{args.out} exists; pass --overwrite to replace it")
+        write_records(args.out, records)
+        print(f"{len(records)} feedback-model SFT records written to {args.out}", file=sys.stderr)
+        return 0
+    if args.source == "seq2seq-rm":
+        _require(args, "pairwise")
+        from alignkit.data.build.seq2seq import Seq2SeqRMBuilder, pair_items
+        from alignkit.data.io import read_records
+
+        pairs = read_records(args.pairwise, kind="pairwise").records
+        return _finish(b.run_build(Seq2SeqRMBuilder(), pair_items(pairs), args.out, **common), args)
     if args.source == "steerlm":
         _require(args, "scored")
         from alignkit.data.io import read_records
@@ -129,7 +159,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         scored = read_records(args.scored, kind="scored").records
         attrs = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
         return _finish(b.run_build(b.SteerLMBuilder(attrs), b.scored_items(scored), args.out, **common), args)
-    _require(args, "prompts", "policy", *{"reward": ["reward"], "judge": ["judge"], "steerlm2": ["reward"]}.get(args.source, []))
+    _require(args, "prompts", "policy", *{"reward": ["reward"], "judge": ["judge"], "steerlm2": ["reward"],
+                                          "language-feedback": ["feedback_model"]}.get(args.source, []))
     if args.format == "unpaired":
         raise ConfigError(f"--from {args.source} writes --format pairwise or listwise")
     sampling = b.SamplingSettings(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -148,6 +179,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     elif args.source == "reward":
         builder = b.RewardBuilder(policy, reward, sampling, fmt=args.format, pair_mode=args.pairs,
                                   min_margin=args.min_margin, reward_spec=args.reward, **named)
+    elif args.source == "language-feedback":
+        from alignkit.data.build.language_feedback import LanguageFeedbackBuilder
+
+        fb = policy if args.feedback_model == args.policy else _sampler(args.feedback_model, args.seed)
+        one = b.SamplingSettings(n=1, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                 top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+        builder = LanguageFeedbackBuilder(policy, fb, one, critique_max_new_tokens=args.critique_max_new_tokens,
+                                          reward=reward, round_index=args.round, feedback_name=args.feedback_model,
+                                          reward_spec=args.reward or "", **named)
     elif args.source == "steerlm2":
         sft = _sampler(args.sft_model, args.seed) if args.sft_model and args.sft_model != args.policy else None
         builder = b.SteerLM2Builder(policy, reward, sft, sampling, targets=args.attributes,

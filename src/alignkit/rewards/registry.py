@@ -10,7 +10,8 @@
 | `regex:PATTERN` | 1.0 iff PATTERN matches somewhere (`re.search`) |
 | `length:MIN:MAX[:chars]` | 1.0 iff MIN ≤ words (or chars) ≤ MAX; either bound may be empty |
 | `json`, `json_schema:FILE` | 1.0 iff valid JSON / valid against the JSON Schema in FILE |
-| `rm:PATH` | a reward model directory (`RewardModel.load`) |
+| `rm:PATH` | a reward model directory (`RewardModel.load`; a critique RM directory loads `CritiqueReward`) |
+| `seq2seq:PATH[:B][:sum]` | token-level rewards of a seq2seq RM (`Seq2SeqReward`; variant B, summed instead of mean) |
 | `module:function`, `file.py:function` | a user function or Reward object, imported |
 | `W*SPEC + W*SPEC` | weighted sum of the above (split on ` + `, spaces required) |
 
@@ -40,13 +41,13 @@ from alignkit.errors import RewardError
 from alignkit.rewards.base import FunctionReward, Reward
 
 SPEC_HELP = ("ifeval, ifeval_loose, csr, csr_loose, bleu, bleu:sacrebleu, chrf, chrf++, keyword:w1,w2,-w3, "
-             "regex:PATTERN, length:MIN:MAX[:chars], json, json_schema:FILE, rm:PATH, module:function, "
-             "file.py:function, and weighted sums 'W*SPEC + W*SPEC'")
+             "regex:PATTERN, length:MIN:MAX[:chars], json, json_schema:FILE, rm:PATH, seq2seq:PATH, "
+             "module:function, file.py:function, and weighted sums 'W*SPEC + W*SPEC'")
 CODE_REWARDS_ENV = "ALIGNKIT_ALLOW_CODE_REWARDS"
 ALLOW_CODE_REWARDS_HELP = (f"allow reward specs that import Python code (module:function, file.py:function) when "
                            f"they come from a config file; also {CODE_REWARDS_ENV}=1 (docs/rewards.md)")
 _BLEU_METHODS = ("", "bleuberi", "sacrebleu")
-_WITH_ARGUMENT = ("keyword", "regex", "length", "json_schema", "rm")  # built-ins that take `NAME:ARG`
+_WITH_ARGUMENT = ("keyword", "regex", "length", "json_schema", "rm", "seq2seq")  # built-ins that take `NAME:ARG`
 
 
 def load_reward(spec: str | Reward) -> Reward:
@@ -105,6 +106,14 @@ def load_reward(spec: str | Reward) -> Reward:
 
             return PALReward.load(arg, name=spec)
         return RewardModel.load(arg, name=spec)
+    if name == "seq2seq":
+        from alignkit.rewards.seq2seq import Seq2SeqReward
+
+        path, *opts = arg.split(":")
+        if not path or any(o not in ("A", "B", "mean", "sum") for o in opts):
+            raise RewardError(f"reward spec {spec!r}: use seq2seq:DIR, optionally :A|:B (variant) and :mean|:sum")
+        return Seq2SeqReward.load(path, name=spec, variant="B" if "B" in opts else "A",
+                                  reduce="sum" if "sum" in opts else "mean")
     if _is_code(name, arg):
         return _user_function(spec, name, arg)
     raise RewardError(f"unknown reward spec {spec!r}; use one of: {SPEC_HELP}")

@@ -59,11 +59,18 @@ def encode_prompts(sampler: Sampler, records: Sequence[PromptExample]) -> list[l
     return [list(enc(r.prompt, i)) for i, r in enumerate(records)]
 
 
-def score(reward: Reward, records: Sequence[PromptExample], completions: Sequence[str], group_size: int
+def score(reward: Reward, records: Sequence[PromptExample], completions: Sequence[str], group_size: int,
+          token_ids: Sequence[Sequence[int]] | None = None
           ) -> tuple[list[float], dict[str, list[float]], dict[str, Any]]:
-    """Rewards for prompt-major completions; each prompt's references/constraints ride along as context."""
+    """Rewards for prompt-major completions; each prompt's references/constraints ride along as context.
+
+    A token-level reward (`reward.token_level`, e.g. the seq2seq RM) also gets the sampled `completion_token_ids`,
+    so its per-token rewards (in `info["token_rewards"]`) align 1:1 with the policy's tokens; its scores are their
+    sequence reduction (GRPO/RLOO are sequence-level, spec wave2_feedback_safety.md §3.3)."""
     rows = [as_reward_record(r) for r in records for _ in range(group_size)]
     prompts, context = unpack_prompts(rows, {})
+    if token_ids is not None and getattr(reward, "token_level", False):
+        context["completion_token_ids"] = [list(t) for t in token_ids]
     result = call_reward(reward, prompts, completions, **context)
     parts: dict[str, list[float]] = {}
     # a weighted sum keeps each component's score in the attributes under the component's name
@@ -91,7 +98,8 @@ def rollout(sampler: Sampler, reward: Reward, records: Sequence[PromptExample], 
         from alignkit.rl.lsc import fit_group_references
 
         fit_group_references(group_references, records, [s.text for s in samples], group_size)
-    scores, parts, info = score(reward, records, [s.text for s in samples], group_size)
+    scores, parts, info = score(reward, records, [s.text for s in samples], group_size,
+                                [s.token_ids for s in samples])
     compute = sampler.compute.minus(before)
     compute.reward_calls += len(samples)
     return Rollout(list(records), group_size, prompt_ids, samples, torch.tensor(scores, dtype=torch.float32),
