@@ -14,7 +14,9 @@ def test_build_help_lists_sources_and_examples(capsys):
     with pytest.raises(SystemExit):
         main(["data", "build", "--help"])
     text = capsys.readouterr().out
-    assert "--from {verifier,reference,reward,judge,feedback}" in text and "examples:" in text
+    assert "--from {verifier,reference,reward,judge,feedback," in text and "examples:" in text
+    for source in ("corrections", "steerlm", "steerlm2", "seq2seq-rm", "feedback-model", "language-feedback"):
+        assert source in text
 
 
 def test_cli_reward_build_resumes(tmp_path):
