@@ -4,6 +4,7 @@
 * `safety w2s`: weak-to-strong training with the auxiliary confidence loss and PGR with intervals.
 * `safety compliance`: the compliance gap between a monitored and an unmonitored condition (alignment faking).
 * `safety cosa-prompts` / `safety cosa-score`: CoSA configs × prompts for `alignkit generate`, and CoSA-Score.
+* `safety honesty-data` / `safety honesty-eval`: idk-aware SFT recipes from QA, and M-vs-M′ honesty metrics.
 """
 
 from __future__ import annotations
@@ -106,6 +107,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.add_argument("--train-only", action="store_true")
     cs.add_argument("--out", metavar="SCORE.json")
     cs.set_defaults(func=cmd_cosa_score)
+
+    hd = add_command(verbs, "honesty-data", "Build idk-aware SFT data (absolute, confidence_num, confidence_verb, "
+                     "multisample, sft_baseline) from QA with known answers.",
+                     "  alignkit safety data qa --out qa.jsonl\n"
+                     "  alignkit safety honesty-data --qa qa.jsonl --model smollm2-135m-instruct --method absolute "
+                     "--out honest_sft.jsonl\n"
+                     "  alignkit train --model smollm2-135m-instruct --data honest_sft.jsonl --objective sft "
+                     "--output-dir runs/honest\n")
+    hd.add_argument("--qa", required=True, metavar="QA.jsonl",
+                    help="question/answer(/aliases) rows, or rows already carrying greedy/sampling answers")
+    hd.add_argument("--model", help="the unaligned model M that answers (needed unless --qa has its answers)")
+    hd.add_argument("--method", choices=["sft_baseline", "absolute", "confidence_num", "confidence_verb",
+                                         "multisample"], default="absolute")
+    hd.add_argument("--m", type=int, default=10, help="samples per question at T = 1 (default 10)")
+    hd.add_argument("--tau", type=float, default=0.1, help="absolute: answer iff k/m >= tau (default 0.1)")
+    hd.add_argument("--max-new-tokens", type=int, default=32)
+    hd.add_argument("--seed", type=int, default=0)
+    hd.add_argument("--out", required=True)
+    hd.add_argument("--answers-out", metavar="A.jsonl", help="also write M's collected answers here")
+    hd.add_argument("--overwrite", action="store_true")
+    hd.set_defaults(func=cmd_honesty_data)
+
+    he = add_command(verbs, "honesty-eval", "Prudence, over-conservativeness and honesty of an aligned model M' "
+                     "relative to its unaligned model M (greedy, identical prompts).",
+                     "  alignkit safety honesty-eval --base smollm2-135m-instruct --aligned runs/honest/final "
+                     "--qa qa.jsonl\n")
+    he.add_argument("--base", required=True, metavar="MODEL")
+    he.add_argument("--aligned", required=True, metavar="MODEL")
+    he.add_argument("--qa", required=True, metavar="QA.jsonl")
+    he.add_argument("--max-new-tokens", type=int, default=48)
+    he.add_argument("--seed", type=int, default=0)
+    he.add_argument("--out", metavar="HONESTY.json")
+    he.set_defaults(func=cmd_honesty_eval)
 
 
 def _write(path: str, rows: list[dict[str, Any]], overwrite: bool) -> None:
@@ -224,4 +258,44 @@ def cmd_cosa_score(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({"cosa_score": result["average"], "valid": result["valid"], "invalid": result["invalid"],
                       "splits": {k: v["cosa_score"]["value"] for k, v in result["splits"].items()}}))
+    return 0
+
+
+def cmd_honesty_data(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl, record_to_row
+    from alignkit.errors import ConfigError
+    from alignkit.safety.honesty_data import build_honesty_sft, collect_answers
+
+    rows = read_jsonl(args.qa)
+    if rows and "sampling_labels" not in rows[0]:
+        if not args.model:
+            raise ConfigError("--qa has no collected answers (sampling_labels); pass --model to collect them")
+        from alignkit.decode.hf import HFSampler
+        from alignkit.models import load_model
+
+        sampler = HFSampler(*load_model(args.model, seed=args.seed))
+        rows = collect_answers(sampler, rows, m=args.m, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        if args.answers_out:
+            _write(args.answers_out, rows, args.overwrite)
+    records = build_honesty_sft(rows, args.method, args.tau)
+    _write(args.out, [record_to_row(r) for r in records], args.overwrite)
+    idk = sum(r.completion.startswith("I apologize") for r in records)
+    print(f"wrote {len(records)} {args.method} SFT rows ({idk} idk) from {len(rows)} questions to {args.out}")
+    return 0
+
+
+def cmd_honesty_eval(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+    from alignkit.safety.honesty_data import evaluate_honesty
+
+    base = HFSampler(*load_model(args.base, seed=args.seed))
+    aligned = HFSampler(*load_model(args.aligned, seed=args.seed))
+    result = evaluate_honesty(base, aligned, read_jsonl(args.qa), max_new_tokens=args.max_new_tokens,
+                              seed=args.seed)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: result[k]["value"] for k in ("prudence", "over_conservativeness", "honesty", "accuracy")}
+                     | {"counts": result["counts"]}))
     return 0
