@@ -5,6 +5,7 @@
 * `safety compliance`: the compliance gap between a monitored and an unmonitored condition (alignment faking).
 * `safety cosa-prompts` / `safety cosa-score`: CoSA configs × prompts for `alignkit generate`, and CoSA-Score.
 * `safety honesty-data` / `safety honesty-eval`: idk-aware SFT recipes from QA, and M-vs-M′ honesty metrics.
+* `safety dialectical-data` / `safety dialectical-eval`: poisoned-context SFT + preference data, and D/E/H.
 """
 
 from __future__ import annotations
@@ -140,6 +141,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     he.add_argument("--seed", type=int, default=0)
     he.add_argument("--out", metavar="HONESTY.json")
     he.set_defaults(func=cmd_honesty_eval)
+
+    dd = add_command(verbs, "dialectical-data", "Dialectical alignment data: poisoned/conflicting-context items; "
+                     "with --model, strategy sampling, the best-strategy table, SFT records and DPO pairs.",
+                     "  alignkit safety dialectical-data --qa qa.jsonl --out-dir runs/da_data\n"
+                     "  alignkit safety dialectical-data --qa qa.jsonl --model smollm2-135m-instruct --n 4 "
+                     "--out-dir runs/da_data\n")
+    dd.add_argument("--qa", required=True, metavar="QA.jsonl", help="question/answer(/aliases) rows")
+    dd.add_argument("--model", help="policy that samples the strategies (omit to write the items only)")
+    dd.add_argument("--n", type=int, default=4, help="responses per item and strategy (default 4)")
+    dd.add_argument("--max-new-tokens", type=int, default=96)
+    dd.add_argument("--seed", type=int, default=0)
+    dd.add_argument("--no-ike", action="store_true", help="no in-context knowledge-editing items")
+    dd.add_argument("--out-dir", required=True)
+    dd.add_argument("--overwrite", action="store_true")
+    dd.set_defaults(func=cmd_dialectical_data)
+
+    de = add_command(verbs, "dialectical-eval", "3H-vs-security: defence rate per poison ratio, attack success, "
+                     "clean accuracy, IKE success and their harmonic mean (greedy answers).",
+                     "  alignkit safety dialectical-eval --model runs/da_dpo/final --items runs/da_data/items.jsonl "
+                     "--out da_eval.json\n")
+    de.add_argument("--model", required=True)
+    de.add_argument("--items", required=True, metavar="ITEMS.jsonl")
+    de.add_argument("--max-new-tokens", type=int, default=32)
+    de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--out", metavar="EVAL.json")
+    de.set_defaults(func=cmd_dialectical_eval)
 
 
 def _write(path: str, rows: list[dict[str, Any]], overwrite: bool) -> None:
@@ -298,4 +325,46 @@ def cmd_honesty_eval(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: result[k]["value"] for k in ("prudence", "over_conservativeness", "honesty", "accuracy")}
                      | {"counts": result["counts"]}))
+    return 0
+
+
+def cmd_dialectical_data(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl, record_to_row
+    from alignkit.safety import dialectical as da
+
+    out = _out_dir(args.out_dir, args.overwrite)
+    items = da.build_poisoned_items(read_jsonl(args.qa), ike=not args.no_ike, seed=args.seed)
+    _write(str(out / "items.jsonl"), items, True)
+    msg = f"wrote {len(items)} items"
+    if args.model:
+        from alignkit.decode.hf import HFSampler
+        from alignkit.models import load_model
+
+        sampler = HFSampler(*load_model(args.model, seed=args.seed))
+        scored = da.sample_strategies(sampler, items, n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        sft, pairs, table = da.build_dialectical_data(items, scored)
+        _write(str(out / "strategy_samples.jsonl"), scored, True)
+        _write(str(out / "sft.jsonl"), [record_to_row(r) for r in sft], True)
+        _write(str(out / "pairs.jsonl"), [record_to_row(r) for r in pairs], True)
+        (out / "strategy_table.json").write_text(json.dumps(table, indent=1))
+        msg += f", {len(sft)} SFT records, {len(pairs)} pairs; best strategy per cell: {table['best']}"
+    print(msg + f" to {out}")
+    return 0
+
+
+def cmd_dialectical_eval(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+    from alignkit.safety import dialectical as da
+
+    items = read_jsonl(args.items)
+    sampler = HFSampler(*load_model(args.model, seed=args.seed))
+    responses = [r[0].text for r in sampler.sample([da.item_prompt(it) for it in items], n=1,
+                                                   max_new_tokens=args.max_new_tokens, temperature=0.0)]
+    result = da.dialectical_metrics(items, responses, seed=args.seed)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in result.items()
+                      if k != "defense_by_ratio"}))
     return 0
