@@ -2,8 +2,11 @@
 
 Why a custom loop rather than `model.generate`: it lets every call count tokens exactly, encode a prompt once for
 `n` samples (prefill, then `DynamicCache.batch_repeat_interleave`), give each row its own seeded random stream (so
-a row's sample does not depend on what else is batched with it), return raw-model log-probs per token, and drop
-finished rows from the KV cache as they finish.
+a row's sample does not depend on what else is batched with it), return raw-model log-probs per token, drop
+finished rows from the KV cache as they finish and let waiting prompts take their places (continuous batching,
+`hf_loop.py`), and reuse the KV of recently seen token prefixes across calls (`prefix_cache.py`, opt-in with
+`prefix_cache_mb`; off by default because a sampler whose model is being trained, as in online RL, must not
+reuse KV computed by older weights: the cache also clears itself when parameters change in place).
 
 Prompts: chat-message lists go through the tokenizer's chat template with `add_generation_prompt=True`; plain
 strings too, as a single user turn, unless the sampler is built with `raw=True` (base models, URIAL, the base side
@@ -16,21 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from alignkit.data.records import Prompt
+from alignkit.decode.hf_loop import cache_of, generate
+from alignkit.decode.prefix_cache import PrefixCache, past_from_entries, row_kv, supported
 from alignkit.decode.sampler import Compute, Prefix, Sample, TopToken, seed_for
 from alignkit.errors import ConfigError, DataError
-
-
-@dataclass
-class _Row:
-    context: list[int]  # prompt (+ prefix) ids
-    key: tuple[int, int]  # (prompt index in the call, sample index) for seeding
-    prefix: list[int]  # prefix ids (extend), for decoding text relative to the prefix
 
 
 def _check_decoding(max_new_tokens: int, temperature: float, top_p: float, top_k: int, n: int = 1) -> None:
@@ -52,10 +49,17 @@ class HFSampler:
     Args:
         model, tokenizer: e.g. from `alignkit.models.load_model`.
         raw: feed plain-string prompts verbatim (no chat template); chat lists still use the template.
-        max_batch_rows: at most this many sequences (prompts × n) per forward pass.
+        max_batch_rows: at most this many sequences (prompts × n) per forward pass; waiting prompts join the
+            running batch as rows finish.
+        prefix_cache_mb: memory budget of the prefix KV cache in MiB (0 = off, the default). With it on,
+            `sample` / `extend` / `score_logprobs` / `next_token_topk` reuse the KV of the longest stored prefix
+            of each context, `Compute.forward_tokens` counts only the tokens really processed and
+            `Compute.cached_tokens` the reused ones. Results equal the uncached ones up to float rounding
+            (tests/test_prefix_cache.py).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, raw: bool = False, max_batch_rows: int = 64) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, raw: bool = False, max_batch_rows: int = 64,
+                 prefix_cache_mb: float = 0) -> None:
         if tokenizer.pad_token_id is None:
             raise ConfigError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos) first")
         self.model = model.eval()
@@ -63,6 +67,11 @@ class HFSampler:
         self.raw = raw
         self.max_batch_rows = max(1, int(max_batch_rows))
         self.compute = Compute()
+        if prefix_cache_mb < 0:
+            raise ConfigError(f"prefix_cache_mb must be >= 0 (0 = off), got {prefix_cache_mb}")
+        self.prefix_cache = PrefixCache(prefix_cache_mb) if prefix_cache_mb > 0 else None
+        # forward tokens per row of the last score_logprobs / next_token_topk call (strategies split compute by it)
+        self.last_row_forward_tokens: list[int] = []
         self.device = next(model.parameters()).device
         eos: set[int] = set()
         for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
@@ -114,6 +123,7 @@ class HFSampler:
                top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None
                ) -> list[list[Sample]]:
         _check_decoding(max_new_tokens, temperature, top_p, top_k, n)
+        self._begin()
         contexts = [self.encode_prompt(p, i) for i, p in enumerate(prompts)]
         flat = self._generate(contexts, [[] for _ in contexts], n, max_new_tokens, temperature, top_p, top_k,
                               stop, seed)
@@ -136,6 +146,7 @@ class HFSampler:
             max_new_tokens = [int(b) for b in max_new_tokens]
         else:
             _check_decoding(max_new_tokens, temperature, top_p, top_k)
+        self._begin()
         prefix_ids = [self._prefix_ids(p) for p in prefixes]
         contexts = [self.encode_prompt(p, i) + pre for i, (p, pre) in enumerate(zip(prompts, prefix_ids, strict=True))]
         return self._generate(contexts, prefix_ids, 1, max_new_tokens, temperature, top_p, top_k, stop, seed)
@@ -146,17 +157,20 @@ class HFSampler:
         ends the row, so `logits_to_keep = max completion length + 1` keeps exactly the positions needed."""
         if len(completions) != len(prompts):
             raise ConfigError(f"score_logprobs got {len(prompts)} prompts but {len(completions)} completions")
+        self._begin()
         ctx = [self.encode_prompt(p, i) for i, p in enumerate(prompts)]
         comp = [self._prefix_ids(c) for c in completions]
         out: list[list[float]] = [[] for _ in prompts]
+        per_row = [0] * len(prompts)
         order = [i for i in range(len(prompts)) if comp[i]]
         for start in range(0, len(order), self.max_batch_rows):
             idx = order[start:start + self.max_batch_rows]
             seqs = [ctx[i] + comp[i] for i in idx]
-            ids, mask = self._left_pad(seqs)
             keep = max(len(comp[i]) for i in idx) + 1
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask),
-                                use_cache=False, logits_to_keep=keep).logits.float()
+            # reuse at most the prompt minus its last token: the logits that predict the completion are needed
+            logits, cache, mask, _, done, hit = self._prefill(seqs, [len(ctx[i]) - 1 for i in idx], keep,
+                                                              use_cache=False)
+            logits = logits.float()
             logz = torch.logsumexp(logits, dim=-1)
             for r, i in enumerate(idx):
                 m = len(comp[i])
@@ -165,7 +179,11 @@ class HFSampler:
                 tgt = torch.tensor(comp[i], device=lg.device)
                 lp = lg.gather(-1, tgt[:, None]).squeeze(-1) - logz[r, keep - m - 1:keep - 1]
                 out[i] = lp.tolist()
-            self.compute.forward_tokens += sum(len(s) for s in seqs)
+                per_row[i] = done[r]
+            self._store_rows(seqs, cache, mask)
+            self.compute.forward_tokens += sum(done)
+            self.compute.cached_tokens += sum(hit)
+        self.last_row_forward_tokens = per_row
         return out
 
     @torch.inference_mode()
@@ -174,18 +192,23 @@ class HFSampler:
             raise ConfigError(f"k must be >= 1, got {k}")
         if len(prefixes) != len(prompts):
             raise ConfigError(f"next_token_topk got {len(prompts)} prompts but {len(prefixes)} prefixes")
-        seqs = [self.encode_prompt(p, i) + self._prefix_ids(pre) for i, (p, pre) in enumerate(zip(prompts, prefixes, strict=True))]
+        self._begin()
+        seqs = [self.encode_prompt(p, i) + self._prefix_ids(pre)
+                for i, (p, pre) in enumerate(zip(prompts, prefixes, strict=True))]
         result: list[list[TopToken]] = []
+        per_row: list[int] = []
         for start in range(0, len(seqs), self.max_batch_rows):
             chunk = seqs[start:start + self.max_batch_rows]
-            ids, mask = self._left_pad(chunk)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask),
-                                use_cache=False, logits_to_keep=1).logits[:, -1].float()
-            lp = torch.log_softmax(logits, dim=-1)
+            logits, cache, mask, _, done, hit = self._prefill(chunk, [len(s) - 1 for s in chunk], 1, use_cache=False)
+            lp = torch.log_softmax(logits[:, -1].float(), dim=-1)
             vals, toks = lp.topk(min(k, lp.shape[-1]), dim=-1)
             for v_row, t_row in zip(vals.tolist(), toks.tolist(), strict=True):
                 result.append([TopToken(t, self.tokenizer.decode([t]), v, t in self.eos_ids) for t, v in zip(t_row, v_row, strict=True)])
-            self.compute.forward_tokens += sum(len(s) for s in chunk)
+            self._store_rows(chunk, cache, mask)
+            self.compute.forward_tokens += sum(done)
+            self.compute.cached_tokens += sum(hit)
+            per_row.extend(done)
+        self.last_row_forward_tokens = per_row
         return result
 
     # ---------------------------------------------------------------- internals
@@ -208,14 +231,8 @@ class HFSampler:
                   temperature: float, top_p: float, top_k: int, stop: Sequence[str], seed: int | None
                   ) -> list[Sample]:
         """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); max_new_tokens per prompt or one."""
-        out: list[Sample] = []
-        per_chunk = max(1, self.max_batch_rows // n)
         budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(contexts)
-        for start in range(0, len(contexts), per_chunk):
-            idx = list(range(start, min(len(contexts), start + per_chunk)))
-            out.extend(self._generate_chunk([contexts[i] for i in idx], [prefixes[i] for i in idx], idx, n,
-                                            [budgets[i] for i in idx], temperature, top_p, top_k, stop, seed))
-        return out
+        return generate(self, contexts, prefixes, n, budgets, temperature, top_p, top_k, stop, seed)
 
     def _generator(self, seed: int | None, key: tuple[int, int]) -> torch.Generator:
         g = torch.Generator(device="cpu")
@@ -223,86 +240,40 @@ class HFSampler:
         g.manual_seed(int(torch.randint(0, 2**62, (1,)).item()) if s is None else s)
         return g
 
-    @torch.inference_mode()
-    def _generate_chunk(self, contexts: list[list[int]], prefixes: list[list[int]], keys: list[int], n: int,
-                        budgets: list[int], temperature: float, top_p: float, top_k: int, stop: Sequence[str],
-                        seed: int | None) -> list[Sample]:
-        stop = [s for s in stop if s]
-        tail_tokens = max((len(s) for s in stop), default=0) + 1
-        ids, mask = self._left_pad(contexts)
-        positions = self._positions(mask)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-        cache = _cache_of(out)
-        logits = out.logits[:, -1]
-        last_pos = positions[:, -1]
-        if n > 1:  # one prompt encoding shared by n samples
-            cache.batch_repeat_interleave(n)
-            logits = logits.repeat_interleave(n, dim=0)
-            mask = mask.repeat_interleave(n, dim=0)
-            last_pos = last_pos.repeat_interleave(n, dim=0)
-        rows = len(contexts) * n
-        gens = [self._generator(seed, (keys[r // n], r % n)) for r in range(rows)]
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        raw_lps: list[list[float]] = [[] for _ in range(rows)]
-        sample_lp = [0.0] * rows
-        finish = [""] * rows
-        alive = list(range(rows))  # batch position -> row id
-        for step in range(max(budgets)):
-            logits_f = logits.float()
-            raw = torch.log_softmax(logits_f, dim=-1)
-            if temperature == 0:
-                tok = raw.argmax(dim=-1)
-                chosen_lp = torch.zeros(len(alive))
-            else:
-                if temperature == 1.0 and top_p >= 1.0 and not top_k:
-                    logq = raw  # the raw distribution already: skip a second softmax
-                else:
-                    logq = torch.log_softmax(_truncate(logits_f / temperature, top_p, top_k), dim=-1)
-                # Gumbel-max with each row's own generator: robust to the tiny float differences between a
-                # batched and an unbatched forward (inverse-CDF sampling over a 50k cumsum is not)
-                u = torch.stack([torch.rand(logq.shape[-1], generator=gens[r]) for r in alive]).to(logq.device)
-                gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
-                tok = (logq + gumbel).argmax(dim=-1)
-                chosen_lp = logq.gather(-1, tok[:, None]).squeeze(-1).cpu()
-            tok_raw = raw.gather(-1, tok[:, None]).squeeze(-1).cpu().tolist()
-            tok_list = tok.cpu().tolist()
-            keep: list[int] = []
-            for b, r in enumerate(alive):
-                t = tok_list[b]
-                tokens[r].append(t)
-                raw_lps[r].append(tok_raw[b])
-                sample_lp[r] += float(chosen_lp[b])
-                if t in self.eos_ids:
-                    finish[r] = "eos"
-                elif stop and any(s in self.tokenizer.decode(tokens[r][-tail_tokens:]) for s in stop):
-                    finish[r] = "stop"
-                elif step == budgets[r // n] - 1:
-                    finish[r] = "length"
-                else:
-                    keep.append(b)
-            if not keep:
-                break
-            if len(keep) < len(alive):  # drop finished rows from the cache: no compute on dead rows
-                sel = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(sel)
-                mask, last_pos, tok = mask[sel], last_pos[sel], tok[sel]
-                alive = [alive[b] for b in keep]
-            mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=mask.dtype, device=mask.device)], dim=1)
-            last_pos = last_pos + 1
-            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=last_pos[:, None],
-                             use_cache=True, **{self._cache_kw: cache})
-            cache = _cache_of(out)
-            logits = out.logits[:, -1]
-        samples = []
-        for r in range(rows):
-            prompt_i = r // n
-            share = (len(contexts[prompt_i]) if r % n == 0 else 0) + len(tokens[r]) - 1
-            text, reason = self._text(prefixes[prompt_i], tokens[r], finish[r], stop)
-            samples.append(Sample(text=text, token_ids=tokens[r], logprob=sample_lp[r], finish_reason=reason,
-                                  token_logprobs=raw_lps[r], forward_tokens=share))
-        self.compute.forward_tokens += sum(s.forward_tokens for s in samples)
-        self.compute.generated_tokens += sum(len(s.token_ids) for s in samples)
-        return samples
+    def _prefill(self, seqs: list[list[int]], caps: list[int], keep: int = 1, use_cache: bool = True
+                 ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
+        """One forward over left-padded `seqs`, reusing cached KV for at most caps[r] leading tokens of row r.
+
+        Returns (logits of the last `keep` positions, cache, attention mask over the cache's columns, each row's
+        last position id, tokens processed per row, tokens reused per row). Without a cache hit this is exactly
+        the plain left-padded forward; with hits, row r's reused KV is left-padded into a past block and its
+        remaining tokens are left-padded after it (padding between is masked; position ids follow the mask)."""
+        pc = self.prefix_cache
+        hits = [pc.lookup(s, c) for s, c in zip(seqs, caps, strict=True)] if pc is not None else []
+        if not any(m for m, _ in hits):
+            ids, mask = self._left_pad(seqs)
+            positions = self._positions(mask)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             use_cache=use_cache or pc is not None, logits_to_keep=keep)
+            return out.logits, cache_of(out), mask, positions[:, -1], [len(s) for s in seqs], [0] * len(seqs)
+        past, past_mask = past_from_entries(hits, self.device)
+        suffixes = [s[m:] for s, (m, _) in zip(seqs, hits, strict=True)]
+        ids, suffix_mask = self._left_pad(suffixes)
+        mask = torch.cat([past_mask, suffix_mask], dim=1)
+        positions = self._positions(mask)[:, past_mask.shape[1]:]
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=keep, **{self._cache_kw: past})
+        return (out.logits, cache_of(out), mask, positions[:, -1], [len(s) for s in suffixes],
+                [m for m, _ in hits])
+
+    def _store_rows(self, seqs: list[list[int]], cache: Any, mask: torch.Tensor) -> None:
+        if self.prefix_cache is not None and cache is not None and supported(cache):
+            for b, s in enumerate(seqs):
+                self.prefix_cache.store(s, row_kv(cache, b, mask[b]))
+
+    def _begin(self) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.check_model(self.model)
 
     def _text(self, prefix: list[int], new: list[int], reason: str, stop: Sequence[str]) -> tuple[str, str]:
         if prefix:  # decode with the prefix so token-boundary merges come out right
@@ -315,22 +286,3 @@ class HFSampler:
             return text[:min(cuts)], "stop"
         return text, reason
 
-
-def _cache_of(out: Any) -> Any:
-    cache = out.get("cache")
-    return out.get("past_key_values") if cache is None else cache
-
-
-def _truncate(logits: torch.Tensor, top_p: float, top_k: int) -> torch.Tensor:
-    """Top-k then nucleus (top-p) filtering; always keeps the most likely token."""
-    if top_k and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        before = probs.cumsum(dim=-1) - probs  # mass strictly above each token
-        drop_sorted = before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits

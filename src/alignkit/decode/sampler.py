@@ -6,7 +6,9 @@ tokens, so strategies can be compared at equal compute.
 Accounting convention (exact, checked by tests): a call that encodes prompts and generates charges
 `forward_tokens += Σ_prompts len(prompt ids [+ prefix ids]) + Σ_samples (len(sample.token_ids) − 1)` (every
 generated token except the last is fed back once), and `generated_tokens += Σ_samples len(sample.token_ids)`.
-With `n > 1` the prompt is encoded once and charged once. Padding is never counted. Each `Sample` carries its own
+With `n > 1` the prompt is encoded once and charged once. Padding is never counted. A sampler with a prefix cache
+(`HFSampler(prefix_cache_mb=...)`) charges only the context tokens it really processed and counts the reused
+ones in `cached_tokens`. Each `Sample` carries its own
 share (`forward_tokens`; the shared prompt is charged to sample 0 of its prompt) so strategies can report compute
 per prompt from batched calls.
 
@@ -30,29 +32,32 @@ Prefix = str | Sequence[int]
 
 @dataclass
 class Compute:
-    """Token accounting. `forward_tokens` counts every token a forward pass processed (prompt encodings, scoring,
-    and generated tokens fed back); `generated_tokens` counts sampled tokens; `reward_calls` counts completions
-    scored by a reward."""
+    """Token accounting. `forward_tokens` counts every token a forward pass really processed (prompt encodings,
+    scoring, and generated tokens fed back); `generated_tokens` counts sampled tokens; `reward_calls` counts
+    completions scored by a reward; `cached_tokens` counts context tokens whose keys/values came from a prefix
+    cache instead of a forward pass (not in `forward_tokens`: forward + cached = what a cacheless sampler spends)."""
 
     forward_tokens: int = 0
     generated_tokens: int = 0
     reward_calls: int = 0
+    cached_tokens: int = 0
 
     def add(self, other: Compute) -> None:
         self.forward_tokens += other.forward_tokens
         self.generated_tokens += other.generated_tokens
         self.reward_calls += other.reward_calls
+        self.cached_tokens += other.cached_tokens
 
     def copy(self) -> Compute:
-        return Compute(self.forward_tokens, self.generated_tokens, self.reward_calls)
+        return Compute(self.forward_tokens, self.generated_tokens, self.reward_calls, self.cached_tokens)
 
     def minus(self, other: Compute) -> Compute:
         return Compute(self.forward_tokens - other.forward_tokens, self.generated_tokens - other.generated_tokens,
-                       self.reward_calls - other.reward_calls)
+                       self.reward_calls - other.reward_calls, self.cached_tokens - other.cached_tokens)
 
     def as_dict(self) -> dict[str, int]:
         return {"forward_tokens": self.forward_tokens, "generated_tokens": self.generated_tokens,
-                "reward_calls": self.reward_calls}
+                "reward_calls": self.reward_calls, "cached_tokens": self.cached_tokens}
 
 
 @dataclass
@@ -64,10 +69,12 @@ class Sample:
     # log p(token) under the raw model (temperature 1, no truncation), one per token_ids entry; empty if unknown
     token_logprobs: list[float] = field(default_factory=list)
     forward_tokens: int = 0  # this sample's share of the call's forward tokens (see module docstring)
+    cached_tokens: int = 0  # context tokens of this sample's share served by a prefix cache (not in forward_tokens)
 
     @property
     def compute(self) -> Compute:
-        return Compute(forward_tokens=self.forward_tokens, generated_tokens=len(self.token_ids))
+        return Compute(forward_tokens=self.forward_tokens, generated_tokens=len(self.token_ids),
+                       cached_tokens=self.cached_tokens)
 
 
 @dataclass(frozen=True)
