@@ -68,3 +68,27 @@ def test_lambda_zero_is_likelihood_beam_search_and_validation() -> None:
     assert res.info["logp"] == pytest.approx(math.log(0.27))
     with pytest.raises(ConfigError):
         deal(toy, zero, ["x"], top_k=0)
+
+
+def test_cached_sampler_gives_the_same_search_without_re_encoding_beams() -> None:
+    model, tok = load_model("tiny-random")
+    prompts = ["Name a fruit.", "Count to three."]
+    ctx = [{"keywords": "an"}, {"keywords": "on"}]
+    top_k, beam, look, new = 3, 2, 3, 6
+    runs = []
+    for mb in (0, 64):
+        s = HFSampler(model, tok, prefix_cache_mb=mb)
+        res = deal(s, keyword_reward, prompts, top_k=top_k, beam=beam, lookahead=look, max_new_tokens=new,
+                   contexts=ctx)
+        runs.append((res, s.compute.copy()))
+    (plain, c0), (cached, c1) = runs
+    assert [r.completion for r in plain] == [r.completion for r in cached]
+    assert [r.candidates for r in plain] == [r.candidates for r in cached]
+    for a, b in zip(plain, cached, strict=True):
+        assert b.info["logp"] == pytest.approx(a.info["logp"], abs=1e-4)
+    assert c1.forward_tokens + c1.cached_tokens == c0.forward_tokens
+    prompt_tokens = sum(len(HFSampler(model, tok).encode_prompt(p)) for p in prompts)
+    # per output token at most beam x top_k x (lookahead + 1) forward tokens, plus each prompt once
+    assert c1.forward_tokens <= prompt_tokens + len(prompts) * new * beam * top_k * (look + 1)
+    assert c0.forward_tokens > 3 * c1.forward_tokens
+    assert sum(r.compute.forward_tokens for r in cached) == c1.forward_tokens

@@ -101,3 +101,57 @@ def test_bad_settings() -> None:
         qalign(toy, count_a, ["x"], steps=2, beta=0)
     with pytest.raises(ConfigError, match="burn_in"):
         qalign(toy, count_a, ["x"], steps=2, burn_in=5)
+
+
+def test_pooled_chains_reach_the_target_and_keep_accounting() -> None:
+    toy = ToySampler(["a", "b", EOS], fixed_dist({"a": 0.5, "b": 0.3, EOS: 0.2}))
+    max_new, beta = 3, 0.7
+    p = toy.enumerate_outputs("x", max_new)
+    target = {y: q * math.exp(y.count(0) / beta) for y, q in p.items()}
+    z = sum(target.values())
+    res = qalign(toy, count_a, ["x"] * 25, steps=120, beta=beta, max_new_tokens=max_new, seed=1,
+                 select_by="last", burn_in=20, chains=8)  # 25 prompts x 8 chains = the 200 chains above
+    emp: Counter = Counter()
+    for r in res:
+        assert r.info["n_chains"] == 8 and len(r.info["chains"]) == 8
+        assert len(r.candidates) == 8 * 101 and r.compute.reward_calls == 8 * 121
+        for chain in r.info["chains"]:
+            for txt, n in zip(chain["chain_texts"][20:], chain["chain_lengths"][20:], strict=True):
+                emp[(txt, n)] += 1
+    total = sum(emp.values())
+    key = lambda y: ("".join("ab"[t] for t in y if t != 2), len(y))  # noqa: E731
+    assert 0.5 * sum(abs(emp.get(key(y), 0) / total - v / z) for y, v in target.items()) < 0.03
+    assert toy.compute.forward_tokens == sum(r.compute.forward_tokens for r in res)
+
+
+def test_one_chain_per_prompt_is_unchanged_by_the_chains_option() -> None:
+    toy = ToySampler(["a", "b", EOS], fixed_dist({"a": 0.5, "b": 0.3, EOS: 0.2}))
+    a = qalign(toy, count_a, ["x", "y"], steps=10, max_new_tokens=4, seed=3)
+    b = qalign(toy, count_a, ["x", "y"], steps=10, max_new_tokens=4, seed=3, chains=1)
+    assert [r.info["chain_texts"] for r in a] == [r.info["chain_texts"] for r in b]
+    assert "chains" not in a[0].info
+    with pytest.raises(ConfigError, match="chains"):
+        qalign(toy, count_a, ["x"], steps=2, chains=0)
+
+
+def test_cached_sampler_runs_the_same_chains_at_about_one_forward_token_per_generated_token() -> None:
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+
+    model, tok = load_model("tiny-random")
+    reward = lambda p, c, **k: [float(x.count("e")) for x in c]  # noqa: E731
+    prompts = ["Hi", "What is 2 + 2?"]
+    runs = []
+    for mb in (0, 64):
+        s = HFSampler(model, tok, prefix_cache_mb=mb)
+        res = qalign(s, reward, prompts, steps=16, max_new_tokens=24, seed=5, chains=2, select_by="last")
+        runs.append((res, s.compute.copy()))
+    (plain, c0), (cached, c1) = runs
+    for a, b in zip(plain, cached, strict=True):
+        assert [c["chain_texts"] for c in a.info["chains"]] == [c["chain_texts"] for c in b.info["chains"]]
+    assert c0.generated_tokens == c1.generated_tokens
+    # without the cache each proposal re-encodes prompt + kept prefix; with it only the new tokens are processed
+    assert c0.forward_tokens > 2 * c0.generated_tokens
+    assert c1.forward_tokens <= 1.3 * c1.generated_tokens
+    assert c1.forward_tokens + c1.cached_tokens == c0.forward_tokens
+    assert sum(r.compute.forward_tokens for r in cached) == c1.forward_tokens

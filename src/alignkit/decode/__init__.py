@@ -1,7 +1,7 @@
 """Decoding: the Sampler protocol, its backends (HF; vLLM optional) and the test-time alignment strategies.
 
 Strategies (each returns one `StrategyResult` per prompt with its compute record): `best_of_n` (BoN/MV/WMV/MBR),
-`qalign`, `deal`, `nudge`, `urial`, steering (`SteeredSampler`), system-message composition (`ComposedSampler`).
+`qalign`, `deal`, `spec_reject`, `nudge`, `urial`, steering (`SteeredSampler`), system-message composition (`ComposedSampler`).
 Heavy modules import lazily, so `import alignkit.decode` stays cheap.
 """
 
@@ -14,7 +14,7 @@ from alignkit.decode.sampler import Compute, Sample, Sampler, TokenSampler, TopT
 _LAZY = {
     "HFSampler": "alignkit.decode.hf", "VLLMSampler": "alignkit.decode.vllm", "ToySampler": "alignkit.decode.toy",
     "StrategyResult": "alignkit.decode.common", "best_of_n": "alignkit.decode.bon", "qalign": "alignkit.decode.qalign",
-    "deal": "alignkit.decode.deal", "nudge": "alignkit.decode.nudge", "urial": "alignkit.decode.urial",
+    "deal": "alignkit.decode.deal", "spec_reject": "alignkit.decode.spec_reject", "nudge": "alignkit.decode.nudge", "urial": "alignkit.decode.urial",
     "UrialPrompt": "alignkit.decode.urial", "SteeringVector": "alignkit.decode.steer",
     "SteeredSampler": "alignkit.decode.steer", "extract_steering_vector": "alignkit.decode.steer",
     "steering": "alignkit.decode.steer", "ComposedSampler": "alignkit.decode.system",

@@ -12,7 +12,10 @@ code; this follows the spec's per-token formulation (A3.1–A3.2):
 λ = inf ranks by h only (ties by log-likelihood). b = 1 is "best of the top-k per step". R_a can be a programmatic
 constraint (keyword coverage, length) or a reward model, or a weighted sum (build it with the rewards package).
 Defaults (the paper's are not recoverable, A3.4): k = b = 5, l = 8, λ = 1.
-Compute per output token: b·k lookahead rollouts of l tokens and b·k reward calls (A3.5); all batched.
+Compute per output token: b·k lookahead rollouts of l tokens and b·k reward calls (A3.5); all batched. With a
+prefix-caching sampler (`HFSampler(prefix_cache_mb=...)`, issue 18 item 3) nothing of a beam is re-encoded: a
+step processes b tokens for the top-k calls and b·k·l for the rollouts, i.e. at most b·k·(l + 1) forward tokens
+per output token plus the prompt once; the search and its outputs are the same as without the cache.
 """
 
 from __future__ import annotations
@@ -133,6 +136,11 @@ def _per_prompt_call(sampler: TokenSampler, compute: list[Compute], rows: list[_
         for r, o in zip(rows, out, strict=True):
             compute[r.prompt].forward_tokens += o.forward_tokens
             compute[r.prompt].generated_tokens += len(o.token_ids)
+            compute[r.prompt].cached_tokens += getattr(o, "cached_tokens", 0)
+    elif len(getattr(sampler, "last_row_forward_tokens", None) or []) == len(rows) and sum(
+            sampler.last_row_forward_tokens) == delta.forward_tokens:  # the sampler says what each row cost
+        for r, n in zip(rows, sampler.last_row_forward_tokens, strict=True):
+            compute[r.prompt].forward_tokens += n
     else:  # next_token_topk: one forward over prompt + prefix per row; split the delta by row context size
         weights = [len(r.ids) + 1 for r in rows]
         total = sum(weights)

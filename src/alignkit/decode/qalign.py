@@ -9,8 +9,12 @@ Acceptance (A2.3, LM terms cancel):
 
 State = token ids (|y| counts EOS when generated, consistently on both sides). The continuation budget is
 `max_new_tokens − i`, so every state obeys the same length cap and the capped ancestral p is the exact proposal.
-Chains: one per prompt, all prompts advanced together (one batched `extend` with a budget per row where the
-sampler supports it, else one per distinct budget, + one batched reward call per step).
+Chains: `chains` per prompt (default 1), every chain of every prompt advanced together (one batched `extend` with
+a budget per row where the sampler supports it, else one per distinct budget, + one batched reward call per
+step). Independent chains of one stationary target pool their samples for the final selection (issue 18 item 2:
+many short chains in one batch keep a batched sampler busy). With a prefix-caching sampler
+(`HFSampler(prefix_cache_mb=...)`) a proposal re-encodes nothing of the kept prefix: the state's KV was stored
+when it was generated, so a step costs about the new suffix's tokens.
 Chain samples: the initial state plus the state after each of T steps (rejections repeat the state) → T+1 samples,
 then `burn_in` (default 0, as the released code) and `thin` (default 1). Final answer: majority vote over
 extracted answers (default; as `qalign/utils/pred.py`), ROUGE-1 MBR on token ids (IFEval), WMBR, or the last
@@ -53,12 +57,16 @@ def qalign(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], steps:
            max_new_tokens: int = 128, burn_in: int = 0, thin: int = 1, select_by: str = "vote",
            extractor: str | Extractor | None = None, utility: str | Utility = "rouge1", seed: int | None = None,
            reward_clip: float | None = None, stop: Sequence[str] = (), contexts: Sequence[Context] | None = None,
-           keep_chain: bool = True) -> list[StrategyResult]:
-    """Run one QAlign chain of `steps` MH steps per prompt. `select_by`: "vote", "mbr", "wmbr" or "last".
+           keep_chain: bool = True, chains: int = 1) -> list[StrategyResult]:
+    """Run `chains` QAlign chains of `steps` MH steps per prompt. `select_by`: "vote", "mbr", "wmbr" or "last"
+    (the last state of the last chain).
 
-    Result: `candidates` = chain samples after burn-in/thinning (when keep_chain), `scores` = their rewards.
-    info: acceptance_rate, accepted, chain_rewards and chain_lengths (all T+1 states), log_alphas and
-    proposal_lengths (one per step)."""
+    Result: `candidates` = chain samples after burn-in/thinning (when keep_chain; chains one after another),
+    `scores` = their rewards. info: acceptance_rate, accepted, chain_rewards and chain_lengths (all T+1 states),
+    log_alphas and proposal_lengths (one per step) of the first chain; with chains > 1 also `chains`, one such
+    dict per chain, and acceptance_rate / accepted over all chains."""
+    if chains < 1:
+        raise ConfigError(f"chains must be >= 1, got {chains}")
     if steps < 0 or burn_in < 0 or thin < 1:
         raise ConfigError(f"need steps >= 0, burn_in >= 0, thin >= 1; got {steps}, {burn_in}, {thin}")
     if burn_in > steps:
@@ -71,6 +79,10 @@ def qalign(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], steps:
     if decode is None:
         raise ConfigError("QAlign keeps states as token ids and needs a sampler with decode(token_ids)")
     ctx = check_contexts(contexts, len(prompts))
+    n_prompts, first_prompts = len(prompts), list(prompts)
+    # one row per chain, prompt-major; with chains=1 the rows are the prompts (same random draws as before)
+    prompts = [p for p in prompts for _ in range(chains)]
+    ctx = [c for c in ctx for _ in range(chains)]
     rng = random.Random(seed)
     call_seed = (lambda t: seed_for(seed, 7_919, t)) if seed is not None else (lambda t: None)
 
@@ -79,11 +91,12 @@ def qalign(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], steps:
         return [max(-reward_clip, min(reward_clip, v)) for v in s] if reward_clip else s
 
     # exact proposal = p: temperature 1, no truncation (spec C2.2)
-    init = sampler.sample(prompts, n=1, max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
-                          stop=stop, seed=call_seed(0))
-    state_ids = [row[0].token_ids for row in init]
-    state_txt = [row[0].text for row in init]
-    compute = [row[0].compute for row in init]
+    # the chains of a prompt start from `chains` samples of one prompt encoding
+    init = [s for row in sampler.sample(first_prompts, n=chains, max_new_tokens=max_new_tokens, temperature=1.0,
+                                        top_p=1.0, top_k=0, stop=stop, seed=call_seed(0)) for s in row]
+    state_ids = [s.token_ids for s in init]
+    state_txt = [s.text for s in init]
+    compute = [s.compute for s in init]
     state_r = rew(state_txt)
     chains_txt = [[t] for t in state_txt]
     chains_ids = [[ids] for ids in state_ids]
@@ -124,20 +137,28 @@ def qalign(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], steps:
             chains_ids[k].append(state_ids[k])
             chains_r[k].append(state_r[k])
     results = []
-    for k, prompt in enumerate(prompts):
-        txt = chains_txt[k][burn_in::thin]
-        ids = chains_ids[k][burn_in::thin]
-        rs = chains_r[k][burn_in::thin]
+    for i in range(n_prompts):
+        rows = range(i * chains, (i + 1) * chains)
+        txt = [x for k in rows for x in chains_txt[k][burn_in::thin]]
+        ids = [x for k in rows for x in chains_ids[k][burn_in::thin]]
+        rs = [x for k in rows for x in chains_r[k][burn_in::thin]]
         if select_by == "last":
             idx, info = len(txt) - 1, {}
         else:
             idx, info = select(txt, rs, select_by, extractor=extractor, utility=utility, token_ids=ids)
-        compute[k].reward_calls = steps + 1
-        info.update({"strategy": "qalign", "steps": steps, "beta": beta, "accepted": accepted[k],
-                     "acceptance_rate": accepted[k] / steps if steps else 0.0, "burn_in": burn_in, "thin": thin,
-                     "select_by": select_by, "chain_rewards": chains_r[k],
-                     "chain_lengths": [len(x) for x in chains_ids[k]], "chain_texts": chains_txt[k],
-                     "log_alphas": log_alphas[k],
-                     "proposal_lengths": proposal_lengths[k]})
-        results.append(StrategyResult(prompt, txt[idx], txt if keep_chain else [], rs, compute[k], info))
+        total = compute[rows[0]]
+        for k in rows[1:]:
+            total.add(compute[k])
+        total.reward_calls = (steps + 1) * chains
+        per_chain = [{"accepted": accepted[k], "acceptance_rate": accepted[k] / steps if steps else 0.0,
+                      "chain_rewards": chains_r[k], "chain_lengths": [len(x) for x in chains_ids[k]],
+                      "chain_texts": chains_txt[k], "log_alphas": log_alphas[k],
+                      "proposal_lengths": proposal_lengths[k]} for k in rows]
+        n_acc = sum(accepted[k] for k in rows)
+        info.update({"strategy": "qalign", "steps": steps, "beta": beta, **per_chain[0], "accepted": n_acc,
+                     "acceptance_rate": n_acc / (steps * chains) if steps else 0.0, "burn_in": burn_in,
+                     "thin": thin, "select_by": select_by})
+        if chains > 1:
+            info.update({"chains": per_chain, "n_chains": chains})
+        results.append(StrategyResult(prompts[rows[0]], txt[idx], txt if keep_chain else [], rs, total, info))
     return results

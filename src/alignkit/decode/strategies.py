@@ -6,6 +6,7 @@
 | `bon` | `bon.best_of_n` (BoN / MV / WMV / MBR) | a reward unless `select_by` is vote or mbr |
 | `qalign` | `qalign.qalign` (MH chains) | a reward; decode() |
 | `deal` | `deal.deal` (lookahead search) | a reward; logit access |
+| `spec_reject` | `spec_reject.spec_reject` (best-of-n with early rejection at token checkpoints) | a reward; decode() |
 | `nudge` | `nudge.nudge` | a raw base sampler with logit access + a nudging sampler |
 | `urial` | `urial.urial` | a raw (base-model) sampler |
 | `steer` | `sample_strategy` on a `SteeredSampler` | a steering vector |
@@ -24,6 +25,7 @@ from alignkit.decode.deal import deal
 from alignkit.decode.nudge import nudge
 from alignkit.decode.qalign import qalign
 from alignkit.decode.sampler import Sampler
+from alignkit.decode.spec_reject import spec_reject
 from alignkit.decode.urial import urial
 from alignkit.errors import ConfigError
 
@@ -46,9 +48,9 @@ def sample_strategy(sampler: Sampler, prompts: Sequence[Prompt], n: int = 1, *, 
 
 STRATEGIES: dict[str, Callable[..., list[StrategyResult]]] = {
     "sample": sample_strategy, "bon": best_of_n, "qalign": qalign, "deal": deal, "nudge": nudge,
-    "urial": urial, "steer": sample_strategy,
+    "urial": urial, "steer": sample_strategy, "spec_reject": spec_reject,
 }
-NEEDS_REWARD = {"qalign", "deal"}
+NEEDS_REWARD = {"qalign", "deal", "spec_reject"}
 
 
 def strategy_options(name: str) -> list[str]:
