@@ -1,32 +1,44 @@
-"""Sampling throughput: HFSampler (batched, KV cache, left padding, one prompt encoding for n samples) vs a naive
-loop that calls `model.generate` once per prompt. Prints generated tokens/s and the ratio.
+"""Sampling throughput: HFSampler vs a naive `model.generate` loop and vs CTranslate2 (the reference engine).
 
-    .venv/bin/python benchmarks/sampling.py [--model smollm2-135m-instruct] [--tokens 32] [--threads 2]
+    .venv/bin/python benchmarks/sampling.py [--model smollm2-135m-instruct] [--tokens 64] [--threads 1]
+        [--rows batch1,batch8,batch32,batch64,n8,stream] [--no-ct2] [--no-naive]
 
-Both sides sample at temperature 1 with the same max_new_tokens; tokens/s counts the tokens actually generated
-(EOS may end a sequence early on either side). Timing rows use distinct prompts; the `n=8` row samples 8
-completions of one prompt (naive: `num_return_sequences=8`).
+Rows (all at temperature 1, no truncation, the same max_new_tokens; tokens/s counts the tokens actually
+generated, EOS may end a sequence early on any side):
+* `batch1`, `batch8`: k distinct prompts, HFSampler (one batched call) vs a naive loop of `model.generate`;
+* `batch32`, `batch64`: k distinct prompts in one batch, HFSampler vs CTranslate2 fp32 `generate_batch` (issue 18
+  item 5's target: HFSampler >= CTranslate2 at both);
+* `n8`: 8 completions of one prompt (naive: `num_return_sequences=8`);
+* `stream`: 128 prompts through a 32-row batch: HFSampler in one call (continuous batching: a waiting prompt
+  takes a finished row's place) vs four calls of 32 (each waits for its slowest row), and CTranslate2 with
+  `max_batch_size=32`.
+CTranslate2 (`pip install ctranslate2`) converts the model once to fp32 under `$ALIGNKIT_CACHE/ct2/`; without the
+package its columns are left out. The engines run one after another on the same prompts under the same load, so
+the ratios are meaningful even on a busy machine; absolute tokens/s need an idle one.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from alignkit.decode.hf import HFSampler
-from alignkit.models import load_model
+from alignkit.models import cache_dir, load_model, prepare_embedded, resolve_local
 
 TOPICS = ["the sea", "a quiet library", "autumn leaves", "a busy kitchen", "mountain trails", "city lights",
           "an old clock", "rainy mornings"]
+ROWS = ["batch1", "batch8", "batch32", "batch64", "n8", "stream"]
 
 
 def prompts(k: int) -> list[str]:
     return [f"Write two sentences about {TOPICS[i % len(TOPICS)]} (variant {i})." for i in range(k)]
 
 
-def naive(model, tok, ps: list[str], tokens: int, n: int = 1) -> tuple[int, float]:
+def naive(model: Any, tok: Any, ps: list[str], tokens: int, n: int = 1) -> tuple[int, float]:
     generated, t0 = 0, time.perf_counter()
     for p in ps:
         text = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
@@ -40,35 +52,97 @@ def naive(model, tok, ps: list[str], tokens: int, n: int = 1) -> tuple[int, floa
     return generated, time.perf_counter() - t0
 
 
-def ours(sampler: HFSampler, ps: list[str], tokens: int, n: int = 1) -> tuple[int, float]:
+def ours(sampler: HFSampler, ps: list[str], tokens: int, n: int = 1, calls: int = 1) -> tuple[int, float]:
     before, t0 = sampler.compute.generated_tokens, time.perf_counter()
-    sampler.sample(ps, n=n, max_new_tokens=tokens, temperature=1.0, seed=0)
+    per = -(-len(ps) // calls)
+    for start in range(0, len(ps), per):
+        sampler.sample(ps[start:start + per], n=n, max_new_tokens=tokens, temperature=1.0, seed=start)
     return sampler.compute.generated_tokens - before, time.perf_counter() - t0
+
+
+class CT2:
+    """CTranslate2 fp32 generator over the same model and prompt tokens (converted once, cached)."""
+
+    def __init__(self, model_spec: str, sampler: HFSampler, threads: int) -> None:
+        import ctranslate2
+
+        src = prepare_embedded() if model_spec == "smollm2-135m-instruct" else resolve_local(model_spec)
+        out = cache_dir() / "ct2" / Path(str(src)).name
+        if not (out / "model.bin").exists():
+            ctranslate2.converters.TransformersConverter(str(src)).convert(str(out), quantization="float32",
+                                                                          force=True)
+        self.gen = ctranslate2.Generator(str(out), device="cpu", compute_type="float32", intra_threads=threads)
+        self.sampler = sampler
+
+    def run(self, ps: list[str], tokens: int, n: int = 1, max_batch: int = 0) -> tuple[int, float]:
+        tok = self.sampler.tokenizer
+        batch = [tok.convert_ids_to_tokens(self.sampler.encode_prompt(p)) for p in ps for _ in range(n)]
+        t0 = time.perf_counter()
+        res = self.gen.generate_batch(batch, max_length=tokens, sampling_topk=0, sampling_temperature=1.0,
+                                      include_prompt_in_result=False, return_end_token=True,
+                                      max_batch_size=max_batch)
+        seconds = time.perf_counter() - t0
+        lengths = [len(r.sequences_ids[0]) for r in res]  # the end token counts, as on the other engines
+        if max(lengths) > tokens:
+            raise SystemExit(f"CTranslate2 generated {max(lengths)} > {tokens} tokens: max_length semantics changed")
+        return sum(lengths), seconds
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {ROWS}")
+    ap.add_argument("--no-ct2", action="store_true", help="leave CTranslate2 out")
+    ap.add_argument("--no-naive", action="store_true", help="leave the naive generate loop out")
     args = ap.parse_args()
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; choose from {ROWS}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, tok = load_model(args.model)
     sampler = HFSampler(model, tok)
+    ct2 = None
+    if not args.no_ct2:
+        try:
+            ct2 = CT2(args.model, sampler, args.threads)
+        except ImportError:
+            print("ctranslate2 is not installed (pip install ctranslate2): its columns are left out")
     ours(sampler, prompts(2), 4)  # warm-up
-    naive(model, tok, prompts(1), 4)
-    rows = []
-    for label, k, n in [("batch 1", 1, 1), ("batch 8", 8, 1), ("batch 32", 32, 1), ("1 prompt, n=8", 1, 8)]:
-        g_n, t_n = naive(model, tok, prompts(k), args.tokens, n)
-        g_o, t_o = ours(sampler, prompts(k), args.tokens, n)
-        rows.append((label, g_n / t_n, g_o / t_o))
-        print(f"{label}: naive {g_n} tok in {t_n:.1f}s, HFSampler {g_o} tok in {t_o:.1f}s", flush=True)
+    if ct2 is not None:
+        ct2.run(prompts(2), 4)
+    table = []
+    for label in rows:
+        k, n = {"batch1": (1, 1), "batch8": (8, 1), "batch32": (32, 1), "batch64": (64, 1), "n8": (1, 8),
+                "stream": (128, 1)}[label]
+        cells: dict[str, tuple[int, float]] = {}
+        if label == "stream":
+            sampler.max_batch_rows = 32
+            cells["HFSampler, 4 calls of 32"] = ours(sampler, prompts(k), args.tokens, calls=4)
+            cells["HFSampler"] = ours(sampler, prompts(k), args.tokens)
+            sampler.max_batch_rows = 64
+            if ct2 is not None:
+                cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, max_batch=32)
+        else:
+            cells["HFSampler"] = ours(sampler, prompts(k), args.tokens, n)
+            if ct2 is not None and k >= 32:
+                cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, n)
+            if not args.no_naive and k < 32:
+                cells["naive generate loop"] = naive(model, tok, prompts(k), args.tokens, n)
+        for name, (g, t) in cells.items():
+            print(f"{label}: {name} {g} tok in {t:.1f}s = {g / t:.1f} tok/s", flush=True)
+        table.append((label, {name: g / t for name, (g, t) in cells.items()}))
     print(f"\nmodel {args.model}, {args.tokens} new tokens, {args.threads} threads, CPU")
-    print("| setting | naive generate loop (tok/s) | HFSampler (tok/s) | ratio |")
+    print("| setting | engine | tok/s | HFSampler / engine |")
     print("|---|---|---|---|")
-    for label, a, b in rows:
-        print(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f}x |")
+    for label, cells_ts in table:
+        mine = cells_ts["HFSampler"]
+        for name, v in cells_ts.items():
+            ratio = "" if name == "HFSampler" else f"{mine / v:.2f}x"
+            print(f"| {label} | {name} | {v:.1f} | {ratio} |")
 
 
 if __name__ == "__main__":

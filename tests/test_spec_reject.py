@@ -63,3 +63,23 @@ def test_keep_one_is_best_of_n_and_registry_runs_it() -> None:
 def test_bad_settings(kwargs) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError):
         spec_reject(toy(), count_a, ["x"], **kwargs)
+
+
+def test_on_a_cached_hf_sampler_continuations_reencode_nothing() -> None:
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+
+    model, tok = load_model("tiny-random")
+    reward = lambda p, c, **k: [float(x.count("e")) for x in c]  # noqa: E731
+    runs = []
+    for mb in (0, 64):
+        s = HFSampler(model, tok, prefix_cache_mb=mb)
+        res = spec_reject(s, reward, ["Hi", "What is 2 + 2?"], n=8, checkpoints=(4, 8), keep=0.25,
+                          max_new_tokens=12, seed=3)
+        runs.append((res, s.compute.copy()))
+    (plain, c0), (cached, c1) = runs
+    assert [r.candidates for r in plain] == [r.candidates for r in cached]
+    assert c1.forward_tokens + c1.cached_tokens == c0.forward_tokens
+    # with the cache every generated token is processed once, plus each prompt once (no EOS in 12 random tokens)
+    prompt_tokens = sum(len(s.encode_prompt(p)) for p in ["Hi", "What is 2 + 2?"])
+    assert c1.forward_tokens == prompt_tokens + c1.generated_tokens - 2 * 8
