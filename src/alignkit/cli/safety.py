@@ -6,6 +6,7 @@
 * `safety cosa-prompts` / `safety cosa-score`: CoSA configs × prompts for `alignkit generate`, and CoSA-Score.
 * `safety honesty-data` / `safety honesty-eval`: idk-aware SFT recipes from QA, and M-vs-M′ honesty metrics.
 * `safety dialectical-data` / `safety dialectical-eval`: poisoned-context SFT + preference data, and D/E/H.
+* `safety guide-library` / `safety guide-prompts`: a guideline library, and guideline-conditioned prompt rows.
 """
 
 from __future__ import annotations
@@ -167,6 +168,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     de.add_argument("--seed", type=int, default=0)
     de.add_argument("--out", metavar="EVAL.json")
     de.set_defaults(func=cmd_dialectical_eval)
+
+    gl = add_command(verbs, "guide-library", "Guide-Align stage 1: a model writes general guidelines for each "
+                     "input; split, de-duplicated, written as a library.",
+                     "  alignkit safety guide-library --model smollm2-135m-instruct --prompts harmful.jsonl "
+                     "--out library.jsonl\n")
+    gl.add_argument("--model", default="smollm2-135m-instruct")
+    gl.add_argument("--prompts", required=True, metavar="P.jsonl")
+    gl.add_argument("--max-new-tokens", type=int, default=160)
+    gl.add_argument("--seed", type=int, default=0)
+    gl.add_argument("--out", required=True)
+    gl.add_argument("--overwrite", action="store_true")
+    gl.set_defaults(func=cmd_guide_library)
+
+    gp = add_command(verbs, "guide-prompts", "Guide-Align stage 2: retrieve the top guidelines per prompt (the "
+                     "model's own hidden states as embeddings) and write guided prompt rows for `alignkit generate`.",
+                     "  alignkit safety guide-prompts --library library.jsonl --prompts p.jsonl --out guided.jsonl\n"
+                     "  alignkit generate --strategy sample --prompts guided.jsonl --temperature 0 --out-dir runs/g\n")
+    gp.add_argument("--library", required=True, metavar="LIB.jsonl")
+    gp.add_argument("--prompts", required=True, metavar="P.jsonl")
+    gp.add_argument("--model", default="smollm2-135m-instruct", help="embedding model (mean-pooled hidden states)")
+    gp.add_argument("--k", type=int, default=6)
+    gp.add_argument("--n-docs", type=int, default=20)
+    gp.add_argument("--out", required=True)
+    gp.add_argument("--overwrite", action="store_true")
+    gp.set_defaults(func=cmd_guide_prompts)
 
 
 def _write(path: str, rows: list[dict[str, Any]], overwrite: bool) -> None:
@@ -367,4 +393,35 @@ def cmd_dialectical_eval(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in result.items()
                       if k != "defense_by_ratio"}))
+    return 0
+
+
+def cmd_guide_library(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+    from alignkit.safety.guide import build_guideline_library, hidden_state_embedder
+
+    model, tok = load_model(args.model, seed=args.seed)
+    library = build_guideline_library(HFSampler(model, tok), [r["prompt"] for r in read_jsonl(args.prompts)],
+                                      embed=hidden_state_embedder(model, tok), max_new_tokens=args.max_new_tokens,
+                                      seed=args.seed)
+    _write(args.out, library, args.overwrite)
+    print(f"wrote {len(library)} guidelines ({sum(g['is_safety'] for g in library)} from risky inputs) to {args.out}")
+    return 0
+
+
+def cmd_guide_prompts(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.models import load_model
+    from alignkit.safety.guide import GuidelineRetriever, guided_prompt, hidden_state_embedder
+
+    model, tok = load_model(args.model)
+    retriever = GuidelineRetriever(read_jsonl(args.library), hidden_state_embedder(model, tok))
+    rows = []
+    for i, r in enumerate(read_jsonl(args.prompts)):
+        gs = retriever.guidelines_for(r["prompt"], args.k, args.n_docs) if args.k > 0 else []
+        rows.append({**r, "id": r.get("id", i), "prompt": guided_prompt(r["prompt"], gs), "guidelines": gs})
+    _write(args.out, rows, args.overwrite)
+    print(f"wrote {len(rows)} guided prompts to {args.out}")
     return 0
