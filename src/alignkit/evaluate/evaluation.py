@@ -350,6 +350,8 @@ def evaluate(cfg: EvalConfig, model: Any = None, tokenizer: Any = None) -> dict[
                               seed=cfg.seed, n_resamples=cfg.n_resamples)
         headline["ifeval"] = {k: _est(getattr(acc, k)) for k in
                               ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")}
+        # Per instruction type (full id and its tier0 prefix), strict and loose: {type: {followed, total, accuracy}}.
+        headline["ifeval"].update({k: v for k, v in acc.as_dict().items() if k.startswith("by_")})
         headline["constraint_accuracy"] = headline["ifeval"]["prompt_strict"]
     headline["guards"] = guard_metrics([r["completion"] for r in rows], [r.get("finish_reason") for r in rows],
                                        [p.metadata.get("base_task") for p in prompts])

@@ -12,6 +12,7 @@ import numpy as np
 
 from alignkit.errors import DataError
 from alignkit.evaluate.kl import bon_kl_bound, reward_kl_frontier
+from alignkit.evaluate.report.details import by_type_section, paired_section, samples_section
 from alignkit.evaluate.report.tables import (
     ACCURACY_KEYS,
     LOSS_KEYS,
@@ -121,6 +122,41 @@ def _rewards_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
     return sec
 
 
+def constraints_figure(names: Sequence[str], before: dict[str, Estimate | None], after: dict[str, Estimate | None],
+                       colors: dict[str, Any]) -> Any:
+    """Bars of constraint accuracy before (hatched, pale) and after (solid) for each run, with 95% CIs.
+
+    The legend has one entry per kind (grey proxies, as the bar colours are the runs'), so it shows "before"
+    whenever any run has one; a bar of height 0 is drawn as an outlined stub with its value, not hidden."""
+    from matplotlib.patches import Patch
+
+    fig, (ax,) = _figure(1, width=max(5.0, 1.4 * len(names) + 2))
+    x = np.arange(len(names))
+    w = 0.38
+    kinds = (("before", -w / 2, before, "//", 0.5), ("after", w / 2, after, "", 0.95))
+    shown = set()
+    for label, off, src, hatch, alpha in kinds:
+        for i, n in enumerate(names):
+            e = src.get(n)
+            if e is None:
+                continue
+            shown.add(label)
+            err = [[max(e.value - e.low, 0.0)], [max(e.high - e.value, 0.0)]]
+            # A zero bar is invisible; an outlined stub of 0.5% keeps it on the chart, and the value says 0.
+            height = e.value if e.value > 0 else 0.005
+            ax.bar(x[i] + off, height, w, color=colors[n], alpha=alpha, hatch=hatch, edgecolor="black", yerr=err,
+                   capsize=3)
+            ax.text(x[i] + off, e.high + 0.02, f"{100 * e.value:.0f}%", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, names, rotation=15)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("constraint accuracy")
+    handles = [Patch(facecolor="lightgrey", edgecolor="black", hatch=h, alpha=a, label=lab)
+               for lab, _, _, h, a in kinds if lab in shown]
+    ax.legend(handles=handles, fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
 def _constraints_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section:
     sec = Section("constraints", SECTION_TITLES["constraints"], [])
     after = {r.name: _headline(r, "constraint_accuracy") for r in runs}
@@ -130,22 +166,7 @@ def _constraints_section(runs: Sequence[Run], colors: dict[str, Any]) -> Section
     if not names:
         sec.note = "no run has eval.json constraint_accuracy (or ifeval.prompt_loose)"
         return sec
-    fig, (ax,) = _figure(1, width=max(5.0, 1.4 * len(names) + 2))
-    x = np.arange(len(names))
-    w = 0.38
-    for off, label, src, hatch in ((-w / 2, "before", before, "//"), (w / 2, "after", after, "")):
-        for i, n in enumerate(names):
-            e = src[n]
-            if e is None:
-                continue
-            err = [[e.value - e.low], [e.high - e.value]]
-            ax.bar(x[i] + off, e.value, w, color=colors[n], alpha=0.5 if label == "before" else 0.95, hatch=hatch,
-                   edgecolor="black", yerr=err, capsize=3, label=label if i == 0 else None)
-    ax.set_xticks(x, names, rotation=15)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("constraint accuracy")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
+    fig = constraints_figure(names, before, after, colors)
     sec.images.append(("constraint accuracy before and after alignment (95% CI)", _png(fig)))
     no_before = [n for n in names if before[n] is None]
     if no_before:
@@ -243,6 +264,6 @@ def build_sections(runs: Sequence[Run]) -> list[Section]:
     """All report sections in order (summary first); plots are rendered here."""
     colors = _colors(runs)
     summary = Section("summary", SECTION_TITLES["summary"], [], table=format_summary(summary_table(runs)))
-    return [summary, _training_section(runs, colors), _rewards_section(runs, colors),
-            _constraints_section(runs, colors), _compute_section(runs, colors), _frontier_section(runs, colors),
-            _headline_section(runs)]
+    return [summary, paired_section(runs), _training_section(runs, colors), _rewards_section(runs, colors),
+            _constraints_section(runs, colors), by_type_section(runs), _compute_section(runs, colors),
+            _frontier_section(runs, colors), samples_section(runs), _headline_section(runs)]

@@ -38,6 +38,9 @@ SECTION_TITLES = {
     "constraints": "Constraint satisfaction before/after",
     "compute": "Reward vs compute (test-time strategies)",
     "frontier": "Reward–KL frontier",
+    "paired": "Paired difference to the baseline",
+    "by_type": "Constraint accuracy by type",
+    "samples": "Samples",
     "headline": "All headline metrics",
 }
 
@@ -84,10 +87,23 @@ def _compute_totals(run: Run) -> dict[str, float]:
                     totals[k] += float(v)
     if totals:
         return dict(totals)
-    if run.metrics:
-        last = run.metrics[-1]
-        return {k: float(last[k]) for k in ("tokens", "seconds") if isinstance(last.get(k), int | float)}
-    return {}
+    return _training_totals(run)
+
+
+def _training_totals(run: Run) -> dict[str, float]:
+    """A training run's `tokens` and `seconds` summed over its steps: metrics.jsonl holds per-step counts (one
+    row per optimizer step; a step logged twice, by a resume, counts once: its last row)."""
+    per_step: dict[Any, dict[str, Any]] = {}
+    for i, row in enumerate(run.metrics):
+        if any(isinstance(row.get(k), int | float) and not isinstance(row.get(k), bool) for k in ("tokens", "seconds")):
+            per_step[row.get("step", f"#{i}")] = row
+    totals = {}
+    for k in ("tokens", "seconds"):
+        vals = [float(r[k]) for r in per_step.values() if isinstance(r.get(k), int | float)
+                and not isinstance(r.get(k), bool)]
+        if vals:
+            totals[k] = sum(vals)
+    return totals
 
 
 def _headline(run: Run, key: str) -> Estimate | None:
@@ -184,19 +200,49 @@ def print_summary(rows: Sequence[dict[str, Any]], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = console or Console()
     header, body = format_summary(rows)
-    table = Table(title="alignkit runs")
-    for h in header:
-        table.add_column(h, overflow="fold")
+    # Columns no run has (all "—") only take width; the run column is always kept.
+    keep = [j for j in range(len(header)) if j == 0 or any(cells[j] != "—" for cells in body)]
+    header, body = [header[j] for j in keep], [[cells[j] for j in keep] for cells in body]
+    if _table_width(header, body) <= console.width:
+        table = Table(title="alignkit runs")
+        for h in header:
+            table.add_column(h, overflow="fold")
+        for cells in body:
+            table.add_row(*cells)
+        console.print(table)
+        return
+    # Too wide for the terminal (80 columns by default): a rich table would fold every cell into a tall column
+    # of fragments, so print one block per run instead, each value on a line of its own.
+    console.print("[b]alignkit runs[/b]")
     for cells in body:
-        table.add_row(*cells)
-    (console or Console()).print(table)
+        console.print(f"[b]{_markup_escape(cells[0])}[/b]")
+        for h, c in zip(header[1:], cells[1:], strict=True):
+            console.print(f"  {_markup_escape(h)}: {_markup_escape(c)}", overflow="fold")
+
+
+def _table_width(header: list[str], body: list[list[str]]) -> int:
+    """Width of a rich table (box borders and one space of padding each side) with no cell folded."""
+    widths = [max([len(h), *(len(r[j]) for r in body)]) for j, h in enumerate(header)]
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def _markup_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _as_runs(runs: Sequence[Run | str | Path]) -> list[Run]:
     paths = [r for r in runs if not isinstance(r, Run)]
     loaded = iter(load_runs(paths)) if paths else iter(())
     return [r if isinstance(r, Run) else next(loaded) for r in runs]
+
+
+def _value_text(raw: Any, e: Estimate) -> str:
+    """A count stays a count (`n_prompts` 8, not 8.0000); other values get 4 digits and their interval."""
+    return str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else e.format(4)
 
 
 def _headline_section(runs: Sequence[Run]) -> Section:
@@ -208,12 +254,12 @@ def _headline_section(runs: Sequence[Run]) -> Section:
                 continue
             e = _estimate(v)
             if e is not None:
-                body.append([run.name, key, e.format(4), str(e.n) if e.n else ""])
+                body.append([run.name, key, _value_text(v, e), str(e.n) if e.n else ""])
             elif isinstance(v, dict):
                 for sub, sv in v.items():
                     se = _estimate(sv)
                     if se is not None:
-                        body.append([run.name, f"{key}.{sub}", se.format(4), str(se.n) if se.n else ""])
+                        body.append([run.name, f"{key}.{sub}", _value_text(sv, se), str(se.n) if se.n else ""])
     if body:
         sec.table = (["run", "metric", "value [95% CI]", "n"], body)
     else:
