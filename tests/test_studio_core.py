@@ -16,7 +16,15 @@ from alignkit.studio.export import export_task, records
 from alignkit.studio.runs import find_runs, open_run, resolve_run
 from alignkit.studio.samples import filter_rows, join_samples
 from alignkit.studio.store import TaskStore
-from alignkit.studio.tasks import agreement, answer, cohen_kappa, display_order, next_item, progress, task_from_runs
+from alignkit.studio.tasks import (
+    agreement,
+    answer,
+    cohen_kappa,
+    display_order,
+    next_item,
+    progress,
+    task_from_runs,
+)
 from studio_fixture import make_runs
 
 

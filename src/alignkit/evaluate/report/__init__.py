@@ -24,7 +24,7 @@ re-exported here.
 
 from __future__ import annotations
 
-from alignkit.evaluate.report.plots import build_sections
+from alignkit.evaluate.report.plots import build_section, build_sections
 from alignkit.evaluate.report.tables import (
     ACCURACY_KEYS,
     ESTIMATE_KEYS,
@@ -41,5 +41,5 @@ from alignkit.evaluate.report.tables import (
 from alignkit.evaluate.report.writers import md_code, md_escape, render_html, write_html, write_markdown
 
 __all__ = ["ACCURACY_KEYS", "ESTIMATE_KEYS", "LOSS_KEYS", "MARGIN_KEYS", "ONLINE_KEYS", "SECTION_TITLES", "Section",
-           "build_sections", "format_compute", "format_summary", "md_code", "md_escape", "print_summary",
+           "build_section", "build_sections", "format_compute", "format_summary", "md_code", "md_escape", "print_summary",
            "render_html", "summary_table", "write_html", "write_markdown"]

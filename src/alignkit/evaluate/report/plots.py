@@ -267,3 +267,19 @@ def build_sections(runs: Sequence[Run]) -> list[Section]:
     return [summary, paired_section(runs), _training_section(runs, colors), _rewards_section(runs, colors),
             _constraints_section(runs, colors), by_type_section(runs), _compute_section(runs, colors),
             _frontier_section(runs, colors), samples_section(runs), _headline_section(runs)]
+
+
+def build_section(runs: Sequence[Run], key: str) -> Section:
+    """One section by its key (SECTION_TITLES), rendered alone: the studio's run pages show a few of them."""
+    colors = _colors(runs)
+    makers = {"summary": lambda: Section("summary", SECTION_TITLES["summary"], [],
+                                         table=format_summary(summary_table(runs))),
+              "paired": lambda: paired_section(runs), "training": lambda: _training_section(runs, colors),
+              "rewards": lambda: _rewards_section(runs, colors),
+              "constraints": lambda: _constraints_section(runs, colors), "by_type": lambda: by_type_section(runs),
+              "compute": lambda: _compute_section(runs, colors), "frontier": lambda: _frontier_section(runs, colors),
+              "samples": lambda: samples_section(runs), "headline": lambda: _headline_section(runs)}
+    if key not in makers:
+        raise DataError(f"unknown report section {key!r}; expected one of {', '.join(makers)}")
+    return makers[key]()
+
