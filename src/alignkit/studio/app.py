@@ -89,8 +89,8 @@ def create_app(runs_dir: str | Path, store_dir: str | Path | None = None, *, loc
     app = FastAPI(title="alignkit studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(packages=[("alignkit.studio", "static")]), name="static")
 
-    def page(name: str, request: Request, code: int = 200, **ctx: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(request=request, root=str(root), **ctx), status_code=code)
+    def page(template: str, request: Request, code: int = 200, **ctx: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(template).render(request=request, root=str(root), **ctx), status_code=code)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -204,7 +204,7 @@ def create_app(runs_dir: str | Path, store_dir: str | Path | None = None, *, loc
     def task_page(request: Request, name: str) -> HTMLResponse:
         ts = task_or_404(name)
         return page("task.html", request, name=name, meta=ts.meta(), n=len(ts.items()), progress=T.progress(ts),
-                    agreement=T.agreement(ts), kinds=exporting.KINDS)
+                    agreement=T.agreement(ts), kinds=exporting.KINDS, store=str(store))
 
     @app.get("/tasks/{name}/label", response_class=HTMLResponse)
     def label_page(request: Request, name: str, annotator: str = "") -> Response:
