@@ -100,6 +100,24 @@ def constraint_results(run: Run) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+_CACHE: dict[tuple[str, int, int], dict[str, list[dict[str, Any]]]] = {}
+
+
+def cached_constraint_results(run: Run) -> dict[str, list[dict[str, Any]]]:
+    """`constraint_results`, computed once per version of the run's samples.jsonl (its mtime and size): checking
+    every sample against its constraints on each page load would be the slowest part of the browser."""
+    f = run.path / "samples.jsonl"
+    if not f.is_file():
+        return constraint_results(run)
+    st = f.stat()
+    key = (str(f.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _CACHE:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = constraint_results(run)
+    return _CACHE[key]
+
+
 def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
@@ -107,7 +125,7 @@ def _number(v: Any) -> float | None:
 def join_samples(runs: Sequence[Run], results: Sequence[dict[str, list[dict[str, Any]]]] | None = None
                  ) -> list[SampleRow]:
     """One row per prompt (in the first run's order, then prompts only later runs have), one cell per run."""
-    results = results if results is not None else [constraint_results(r) for r in runs]
+    results = results if results is not None else [cached_constraint_results(r) for r in runs]
     keyed = [{sample_key(row, i): row for i, row in enumerate(r.samples)} for r in runs]
     order: dict[str, Any] = {}
     for rows in keyed:
