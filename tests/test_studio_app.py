@@ -57,7 +57,7 @@ def test_sample_browser_side_by_side_filters_and_diff(client: TestClient) -> Non
                                             "status": "failed"}).text
     assert [k for k in ("p0", "p1", "p2", "p3", "p4", "p5") if f'data-key="{k}"' in failed] == ["p1", "p3", "p4"]
     diff = client.get("/samples", params={"run": ["base", "tuned"], "diff": 1}).text
-    assert "<del>lake is calm.</del><ins>river runs fast.</ins>" in diff
+    assert "<del>A lake is calm.</del><ins>The river runs fast.</ins>" in diff
 
 
 def test_completions_are_escaped(client: TestClient) -> None:

@@ -61,8 +61,11 @@ def test_samples_join_by_prompt_id_with_constraints_checked_from_the_runs_prompt
 def test_word_diff_marks_changed_words_and_rebuilds_both_texts() -> None:
     a, b = "the cat sat on the mat", "the dog sat on a mat"
     d = word_diff(a, b)
-    assert d == [("equal", "the "), ("delete", "cat"), ("insert", "dog"), ("equal", " sat on "), ("delete", "the"),
-                 ("insert", "a"), ("equal", " mat")]
+    assert d == [("equal", "the "), ("delete", "cat "), ("insert", "dog "), ("equal", "sat on "), ("delete", "the "),
+                 ("insert", "a "), ("equal", "mat")]
+    assert word_diff("A lake is calm.", "The river runs fast.") == [("delete", "A lake is calm."),
+                                                                   ("insert", "The river runs fast.")]
+    assert "".join(t for op, t in word_diff("  x y", "x  z") if op != "delete") == "x  z"
     assert "".join(t for op, t in d if op != "insert") == a
     assert "".join(t for op, t in d if op != "delete") == b
 

@@ -1,7 +1,8 @@
 """A word-level diff of two texts, for the sample browser: which words one run's completion changed.
 
-Texts are split into words and the whitespace between them (so joining the pieces gives the texts back exactly),
-and `difflib.SequenceMatcher` aligns the words (Ratcliff–Obershelp, junk heuristics off so repeated words still
+Texts are split into words, each with the whitespace after it (so joining the pieces gives the texts back
+exactly, and a run of changed words reads as one change rather than words interleaved with unchanged spaces), and
+`difflib.SequenceMatcher` aligns the words (Ratcliff–Obershelp, junk heuristics off so repeated words still
 align). The output is a list of `(op, text)` with op in `equal`, `delete` (only in A), `insert` (only in B).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 
-_TOKEN = re.compile(r"\s+|[^\s]+")
+_TOKEN = re.compile(r"^\s+|\S+\s*")
 
 
 def tokens(text: str) -> list[str]:
