@@ -198,7 +198,7 @@ def test_kind_detection_rule(columns: set[str], kind: str) -> None:
 
 def test_undetectable_kind_says_pass_kind() -> None:
     with pytest.raises(DataError, match="pass kind"):
-        detect_kind({"text", "id"})
+        detect_kind({"body", "id"})  # (`text` alone is TRL's language-modeling SFT, issue #16.2)
 
 
 # ----------------------------------------------------------------------------------------------- skipping

@@ -46,7 +46,9 @@ def add_build_parser(data_subparsers: argparse._SubParsersAction) -> argparse.Ar
                     "verifiers, references, reward models, an LM judge or user feedback.", EXAMPLES)
     p.add_argument("--from", dest="source", required=True, choices=SOURCES, help="builder")
     p.add_argument("--out", required=True, help="output .jsonl (append-only; resumable)")
-    p.add_argument("--prompts", help="prompt JSONL file or suite:train / suite:test")
+    p.add_argument("--prompts", help="prompt file (JSONL/JSON/Parquet/CSV/datasets folder), suite:train / "
+                   "suite:test, or a cached hub dataset id")
+    p.add_argument("--split", help="split of a datasets folder or hub dataset given as --prompts")
     p.add_argument("--conversations", help="(feedback) JSONL of {'messages': [...]} conversations")
     p.add_argument("--policy", help="policy model spec (tiny-random, smollm2-135m-instruct, a local directory)")
     p.add_argument("--format", choices=("pairwise", "listwise", "unpaired"), default="pairwise",
@@ -165,7 +167,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise ConfigError(f"--from {args.source} writes --format pairwise or listwise")
     sampling = b.SamplingSettings(n=args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   top_p=args.top_p, top_k=args.top_k, seed=args.seed)
-    items = b.items_from_prompts(b.load_prompts(args.prompts))
+    items = b.items_from_prompts(b.load_prompts(args.prompts, args.split))
     reward = None
     if args.reward:
         from alignkit.rewards.registry import load_reward

@@ -85,7 +85,7 @@ cannot be read, or when it holds no records (unless --allow-empty).
                    help="model whose tokenizer counts tokens (default: the embedded smollm2-135m-instruct)")
     p.add_argument("--max-length", type=int, default=1024, help="sequence limit for truncation counts (1024)")
     p.add_argument("--max-prompt-length", type=int, help="prompt limit for truncation counts (none)")
-    p.add_argument("--template", choices=("auto", "always", "never"), default="auto",
+    p.add_argument("--template", choices=("auto", "always", "never", "chat-only"), default="auto",
                    help="chat template use for plain-string prompts (see alignkit.data.tokenize)")
     p.add_argument("--no-tokens", action="store_true", help="skip tokenisation (counts only)")
     p.add_argument("--on-bad-record", choices=("error", "skip"), default="error")

@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="?", help="YAML config (keys as in EvalConfig)")
     p.add_argument("--model", help="model spec: smollm2-135m-instruct, tiny-random, or an HF directory")
     p.add_argument("--samples", help="score this samples.jsonl instead of generating")
-    p.add_argument("--prompts", help="suite:test, suite:train, or a JSONL of prompts")
+    p.add_argument("--prompts", help="suite:test, suite:train, a prompt file (JSONL/JSON/Parquet/CSV/datasets "
+                   "folder) or a cached hub dataset id")
+    p.add_argument("--split", help="split of a datasets folder or hub dataset given as --prompts (NAME:SPLIT)")
     p.add_argument("--reward", help="reward spec (csr, ifeval, bleu, keyword:..., module:function, rm:DIR)")
     p.add_argument("--reference-model", help="reference model for the KL estimate (needs --temperature 1: the "
                    "estimate averages over samples of the policy itself)")
@@ -42,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from alignkit.evaluate.report import print_summary, summary_table
     from alignkit.rewards.registry import check_config_rewards
 
-    base = {"model": args.model, "samples": args.samples, "prompts": args.prompts, "reward": args.reward,
+    prompts = args.prompts
+    if prompts and args.split:  # one reader for every command: NAME:SPLIT (alignkit.data.readers.named)
+        prompts = f"{prompts}:{args.split}"
+    base = {"model": args.model, "samples": args.samples, "prompts": prompts, "reward": args.reward,
             "reference_model": args.reference_model, "baseline": args.baseline, "limit": args.limit,
             "temperature": args.temperature, "output_dir": args.output_dir}
     cfg = load_config(EvalConfig, args.config, args.set, base=base)

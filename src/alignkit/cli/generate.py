@@ -45,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "DeAL, nudging, URIAL, steering).", EXAMPLES)
     p.add_argument("--strategy", required=True, choices=sorted(STRATEGIES))
     p.add_argument("--model", default="smollm2-135m-instruct", help="model spec (default: the embedded model)")
-    p.add_argument("--prompts", required=True, metavar="PROMPTS.jsonl")
+    p.add_argument("--prompts", required=True, metavar="PROMPTS",
+                   help="prompt file (JSONL/JSON/Parquet/CSV/datasets folder), suite:test, or a cached hub id")
+    p.add_argument("--split", help="split of a datasets folder or hub dataset (also NAME:SPLIT)")
     p.add_argument("--reward", metavar="SPEC", help="reward spec (alignkit.rewards.registry), e.g. csr_loose")
     p.add_argument("--n", type=int, default=None,
                    help="samples per prompt (sample, bon) or chain steps (qalign)")
@@ -65,23 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
 
-def _read_prompts(path: str) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
-    from alignkit.data.io import read_jsonl
+def _read_prompts(path: str, split: str | None = None) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
+    """Prompts, reward contexts and ids through the one reader (`read_records`, kind prompt), so `suite:test`,
+    Parquet, `datasets` folders, cached hub ids and `--split` work here as in every command (issue #16.4)."""
+    from alignkit.data.build.common import load_prompts
 
-    rows = read_jsonl(path)
-    prompts, contexts, ids = [], [], []
-    for line, row in enumerate(rows, start=1):
-        if "prompt" not in row:
-            raise DataError("missing 'prompt'", source=path, line=line, field="prompt")
-        prompt = row["prompt"]
-        if not isinstance(prompt, (str, list)) or (isinstance(prompt, str) and not prompt.strip()):
-            raise DataError("must be a non-empty string or a list of chat messages", source=path, line=line,
-                            field="prompt")
-        prompts.append(prompt)
-        contexts.append({k: row[k] for k in ("constraints", "references") if row.get(k) is not None})
-        ids.append(row.get("id", line - 1))
-    if not prompts:
-        raise DataError("no prompt rows", source=path)
+    records = load_prompts(path, split)
+    prompts = [r.prompt for r in records]
+    contexts = [{k: v for k, v in (("constraints", r.constraints), ("references", r.references)) if v}
+                for r in records]
+    ids = [r.metadata.get("id", i) for i, r in enumerate(records)]
     return prompts, contexts, ids
 
 
@@ -153,7 +148,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from alignkit.models import load_model
 
     options: dict[str, Any] = dict(parse_override(o) for o in args.overrides)
-    prompts, contexts, ids = _read_prompts(args.prompts)
+    prompts, contexts, ids = _read_prompts(args.prompts, args.split)
     reward = None
     if args.reward:
         from alignkit.rewards.registry import load_reward

@@ -48,6 +48,7 @@ join: samples match prompts by `id`, else by `prompt` text, else by order (equal
     p.add_argument("--completions", required=True, metavar="SAMPLES.jsonl",
                    help="sample rows: id or prompt, and completion (or a completions list)")
     p.add_argument("--out", required=True, metavar="SCORES.jsonl")
+    p.add_argument("--split", help="split of a datasets folder or hub dataset given as --data")
     p.add_argument("--batch-size", type=int, default=64, help="completions per reward call (default 64)")
     p.set_defaults(func=cmd_score)
 
@@ -62,6 +63,7 @@ writes: metrics.json, scores.jsonl and reliability.png (pairs) in --out-dir.
     p.add_argument("--data", required=True, metavar="PAIRS.jsonl",
                    help="rows with prompt, chosen, rejected (+category); or text/completion with a 0/1 label")
     p.add_argument("--out-dir", required=True, metavar="DIR")
+    p.add_argument("--split", help="split of a datasets folder or hub dataset given as --data")
     p.add_argument("--bins", type=int, default=10, help="bins of the reliability diagram (default 10)")
     p.add_argument("--category-field", help=f"category column (default: first of {', '.join(CATEGORY_FIELDS)})")
     p.add_argument("--batch-size", type=int, default=64)
@@ -180,9 +182,17 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def _read_rows(source: str, split: str | None) -> list[dict[str, Any]]:
+    """Rows of any source the data reader takes (JSONL/JSON/Parquet/CSV, datasets folders, `suite:test`, cached
+    hub ids, `--split`), columns as they are (issue #16.4)."""
+    from alignkit.data.io import read_rows
+
+    return [row for _, row in read_rows(source, split=split)[1]]
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     reward = load_reward(args.reward)
-    prompts = read_jsonl(args.data) if args.data else None
+    prompts = _read_rows(args.data, args.split) if args.data else None
     items = join_samples(prompts, read_jsonl(args.completions), args.completions)
     if not items:
         raise DataError("no completions to score", source=args.completions)
@@ -207,7 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
     reward = load_reward(args.reward)
-    rows = read_jsonl(args.data)
+    rows = _read_rows(args.data, args.split)
     if not rows:
         raise DataError("no rows", source=args.data)
     out = Path(args.out_dir)

@@ -57,7 +57,7 @@ from alignkit.errors import ConfigError, DataError
 __all__ = [
     "ALIASES", "DETECTION_RULES", "FORMATS", "KIND_FIELDS", "RESERVED", "ROLES", "OnBadRecord", "ReadResult",
     "append_jsonl", "detect_format", "detect_kind", "iter_jsonl", "iter_jsonl_rows", "iter_records", "kind_of",
-    "parse_record", "read_jsonl", "read_records", "record_to_row", "sample_path", "write_jsonl", "write_records",
+    "parse_record", "read_jsonl", "read_records", "read_rows", "record_to_row", "sample_path", "write_jsonl", "write_records",
     "write_skip_report",
 ]
 
@@ -76,6 +76,8 @@ class ReadResult:
     kind: str
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # what was done to the data on the way in that the user did not ask for (e.g. pairs unpaired for KTO)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,6 +91,8 @@ class ReadResult:
 
     def summary(self) -> str:
         text = f"{self.source}: {len(self.records)} {self.kind} records"
+        if self.notes:
+            text += " (" + "; ".join(self.notes) + ")"
         if not self.skipped:
             return text + ", none skipped"
         parts = [f"{n} × {reason}" for reason, n in self.skip_counts().most_common()]
@@ -153,10 +157,49 @@ def _check_same_kind(data: Mapping[str, Any], kind: str, source: str, line: int)
                         source=source, line=line)
 
 
+UNPAIR_NOTE = ("pairwise data unpaired for an unpaired objective: each pair became its chosen completion "
+               "(label true) and its rejected one (label false), as TRL's KTO/BCO trainers do; "
+               "`alignkit data convert --to unpaired` writes the same records to a file")
+
+
+def read_rows(source: str | Path | Any, *, format: str | None = None, split: str | None = None
+              ) -> tuple[str, Iterator[tuple[int, dict[str, Any]]]]:
+    """(source name, raw rows) of any source `read_records` reads, for commands that want the columns as they
+    are (samples, steering pairs): the same formats, names (`suite:test`, cached hub ids) and `split`; an
+    unreadable row raises its `DataError`."""
+    name, _, stream = _rows(source, format, split)
+
+    def checked() -> Iterator[tuple[int, dict[str, Any]]]:
+        for line, data in stream:
+            if isinstance(data, DataError):
+                raise data
+            yield line, data
+
+    return name, checked()
+
+
+def _first_kind(source: str | Path | Any, format: str | None, split: str | None) -> str | None:
+    """The kind the first readable row implies, or None (unreadable, empty, or no deciding column)."""
+    try:
+        name, _, stream = _rows(source, format, split)
+        for _line, data in stream:
+            if isinstance(data, DataError):
+                return None
+            return detect_kind(data.keys(), name)
+    except DataError:
+        return None
+    return None
+
+
 def read_records(source: str | Path | Any, kind: str | None = None, *, on_bad_record: OnBadRecord = "error",
-                 format: str | None = None, split: str | None = None, allow_empty: bool = False) -> ReadResult:
+                 format: str | None = None, split: str | None = None, allow_empty: bool = False,
+                 unpair: bool = True) -> ReadResult:
     """Read a JSONL/JSON/Parquet/CSV/TSV file, a `datasets` directory (`save_to_disk` output or a folder of
-    data files) or an in-memory `datasets.Dataset` into validated records of one kind.
+    data files), a named source (`suite:test`, a hub dataset id in the local cache, `NAME:SPLIT`), a list of
+    row mappings or an in-memory `datasets.Dataset` into validated records of one kind.
+
+    `kind="unpaired"` on pairwise data (`unpair=True`, the default) unpairs it as TRL's KTO/BCO trainers do,
+    and says so in `notes` and `summary()`.
 
     `kind=None` auto-detects it from the first row's columns. `on_bad_record="error"` raises the first
     `DataError` (naming file, line/row and field); `"skip"` skips bad records and lists them in `skipped`.
@@ -164,6 +207,13 @@ def read_records(source: str | Path | Any, kind: str | None = None, *, on_bad_re
     `DataError` unless `allow_empty=True` (issue #14.4): an empty input is far more often a mistake upstream
     than an intended no-op. Blank lines do not count as rows; a bad row does.
     """
+    if kind == "unpaired" and unpair and _first_kind(source, format, split) == "pairwise":
+        from alignkit.data.convert import pairwise_to_unpaired
+
+        paired = read_records(source, "pairwise", on_bad_record=on_bad_record, format=format, split=split,
+                              allow_empty=allow_empty)
+        unpaired, _ = pairwise_to_unpaired(paired.records)
+        return ReadResult(list(unpaired), "unpaired", paired.source, paired.skipped, [*paired.notes, UNPAIR_NOTE])
     skipped: list[tuple[str, str]] = []
     name = (str(source) if isinstance(source, (str, os.PathLike))
             else "<records>" if isinstance(source, list) else "<dataset>")

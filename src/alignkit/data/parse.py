@@ -35,7 +35,9 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "judged": ("prompt", "completion", "judgment", "score"),
     "prompt": ("prompt", "references", "constraints"),
 }
-ALIASES = ("messages", "metadata")
+# `messages`: a whole conversation (prompt + completion); `text`: TRL's language-modeling SFT rows (no prompt,
+# the loss covers the whole text); `metadata`: a mapping merged into the record's metadata.
+ALIASES = ("messages", "metadata", "text")
 # Writers nest metadata keys that a reader would take for a field (of any kind), and flatten the rest.
 RESERVED = frozenset(itertools.chain(*KIND_FIELDS.values(), ALIASES))
 
@@ -48,6 +50,7 @@ DETECTION_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("attributes",), "scored"),
     (("completion", "messages"), "sft"),
     (("prompt",), "prompt"),
+    (("text",), "sft"),  # last: a prompt file with a `text` metadata column stays prompt data
 )
 
 
@@ -146,8 +149,12 @@ def _split_conversation(row: _Row, name: str) -> tuple[list[dict[str, str]], str
     return prompt, row.completion(f"{name}[{len(messages) - 1}].content", messages[-1]["content"])
 
 
-def _prompt_and_completion(row: _Row) -> tuple[Any, str, set[str]]:
-    """(prompt, completion, fields used) from `prompt`+`completion` or from `messages`."""
+def _prompt_and_completion(row: _Row, allow_text: bool = False) -> tuple[Any, str, set[str]]:
+    """(prompt, completion, fields used) from `prompt`+`completion`, from `messages`, or (`allow_text`, SFT) from
+    TRL's language-modeling `text` column: an empty prompt, so the loss covers the whole text, as TRL's
+    SFTTrainer trains a `text` dataset."""
+    if allow_text and row.has("text") and not (row.has("prompt") or row.has("completion") or row.has("messages")):
+        return "", row.completion("text"), {"text"}
     if row.has("messages") and not row.has("completion"):
         if row.has("prompt"):
             raise row.error("messages", "give either messages or prompt+completion, not both")
@@ -176,6 +183,23 @@ def _implicit_prompt(row: _Row) -> tuple[list[dict[str, str]], str, str]:
     return row.chat_prompt("prompt", chosen[:shared]), chosen[shared]["content"], rejected[shared]["content"]
 
 
+def _implicit_text_prompt(row: _Row) -> tuple[str, str, str]:
+    """TRL's implicit-prompt pairs of plain strings (`trl.extract_prompt`): the longest common prefix of `chosen`
+    and `rejected` is the prompt; a space just before the split point stays with the completions."""
+    chosen, rejected = row.text("chosen"), row.text("rejected")
+    if chosen == rejected:
+        raise row.error("rejected", "chosen is identical to rejected")
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+        shared += 1
+    if shared and chosen[shared - 1] == " ":
+        shared -= 1
+    if not chosen[:shared].strip():
+        raise row.error("prompt", "missing field (chosen and rejected share no leading text to use as the "
+                                  "prompt, as TRL's extract_prompt would)")
+    return chosen[:shared], row.completion("chosen", chosen[shared:]), row.completion("rejected", rejected[shared:])
+
+
 def _check_consistent_scores(row: _Row, texts: list[str], numbers: list[float]) -> None:
     """The same completion scored twice with different scores contradicts itself (as chosen == rejected does
     for a pair, issue #14.3); repeated with the same score it is a harmless tie."""
@@ -190,13 +214,15 @@ def _check_consistent_scores(row: _Row, texts: list[str], numbers: list[float]) 
 def _parse(row: _Row, kind: str) -> tuple[Record, set[str]]:
     """Validate one row as `kind`; returns the record (without metadata) and the field names it used."""
     if kind == "sft":
-        prompt, completion, used = _prompt_and_completion(row)
+        prompt, completion, used = _prompt_and_completion(row, allow_text=True)
         return SFTExample(prompt, completion), used
     if kind == "pairwise":
         used = {"prompt", "chosen", "rejected", "margin"}
         if not row.has("prompt") and isinstance(row.data.get("chosen"), list):
             prompt, chosen, rejected = _implicit_prompt(row)
             chosen, rejected = row.completion("chosen", chosen), row.completion("rejected", rejected)
+        elif not row.has("prompt") and isinstance(row.data.get("chosen"), str):
+            prompt, chosen, rejected = _implicit_text_prompt(row)
         else:
             prompt = row.prompt()
             chosen, rejected = row.completion("chosen"), row.completion("rejected")
@@ -322,7 +348,9 @@ def record_to_row(record: Record) -> dict[str, Any]:
     would be read as a field, in which case it is nested under `metadata`)."""
     kind = kind_of(record)
     row: dict[str, Any] = {}
-    for name in KIND_FIELDS[kind]:
+    if kind == "sft" and record.prompt == "":  # a language-modeling row (TRL's `text` column)
+        row["text"] = record.completion  # type: ignore[attr-defined]
+    for name in () if "text" in row else KIND_FIELDS[kind]:
         value = getattr(record, name)
         if value is None or (kind == "prompt" and name != "prompt" and value == []):
             continue

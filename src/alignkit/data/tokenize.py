@@ -4,7 +4,10 @@ Rules (one place, so a prompt is encoded identically everywhere):
 - A prompt that is a list of chat messages goes through the tokenizer's chat template with the generation prompt.
 - A plain-string prompt goes through the chat template too, as one user message, when the tokenizer has a chat
   template and `template="auto"` (the instruct-model default); `template="never"` keeps it raw (base models,
-  URIAL), `"always"` insists on a template.
+  URIAL), `"always"` insists on a template. `"chat-only"` is TRL's rule: chat-message prompts get the template,
+  plain strings stay raw (TRL's "standard" format), whatever the tokenizer has.
+- An empty string prompt (an SFT row of TRL's language-modeling `text` column) is never templated: the text is
+  tokenised on its own, with the tokenizer's special tokens, as TRL's SFTTrainer tokenises a `text` row.
 - A completion is tokenised on its own (no special tokens) and EOS is appended, as TRL does, so labels cover the
   completion and its EOS only; the prompt positions are masked with -100.
 - Over-long examples follow a truncation policy and every truncation or drop is counted, never silent:
@@ -23,7 +26,8 @@ from transformers import PreTrainedTokenizerBase
 from alignkit.data.records import Prompt
 from alignkit.errors import DataError
 
-Template = Literal["auto", "always", "never"]
+Template = Literal["auto", "always", "never", "chat-only"]
+TEMPLATES = ("auto", "always", "never", "chat-only")
 Truncation = Literal["keep_end", "drop"]
 IGNORE_INDEX = -100
 
@@ -35,7 +39,11 @@ def prompt_messages(prompt: Prompt) -> list[dict[str, str]]:
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, template: Template = "auto") -> str:
     """The prompt text exactly as the model sees it (chat template applied per the rules above)."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    if template == "never" or (isinstance(prompt, str) and template == "auto" and not has_template):
+    if template not in TEMPLATES:
+        raise DataError(f"template must be one of {list(TEMPLATES)}, got {template!r}")
+    raw_string = isinstance(prompt, str) and (prompt == "" or template == "chat-only"
+                                              or (template == "auto" and not has_template))
+    if template == "never" or raw_string:
         if not isinstance(prompt, str):
             raise DataError("a chat-message prompt needs a chat template; use template='auto'")
         return prompt

@@ -100,18 +100,13 @@ def _ifeval_constraints(example: PromptExample) -> PromptExample:
     return PromptExample(example.prompt, list(example.references), constraints, meta)
 
 
-def load_prompts(spec: str) -> list[PromptExample]:
-    """Prompts from `suite:train` / `suite:test` (the shipped constraint suite) or a JSONL file whose rows hold
+def load_prompts(spec: str, split: str | None = None) -> list[PromptExample]:
+    """Prompts from any source `read_records` reads: `suite:train` / `suite:test` (the shipped constraint suite),
+    a file (JSONL/JSON/Parquet/CSV/datasets directory), a cached hub dataset id, `split` as `--split`. Rows hold
     `prompt` and optionally `id`, `constraints` (or IFEval's `instruction_id_list` + `kwargs`), `references`."""
-    if spec.startswith("suite:"):
-        from alignkit.data.suite import load_suite
-
-        return load_suite(spec.split(":", 1)[1])
     from alignkit.data.io import read_records
 
-    if not Path(spec).exists():
-        raise DataError("prompt file not found (or use suite:train / suite:test)", source=spec)
-    return [_ifeval_constraints(r) for r in read_records(spec, kind="prompt").records]
+    return [_ifeval_constraints(r) for r in read_records(spec, kind="prompt", split=split).records]
 
 
 def sample_batch(sampler: Sampler, items: Sequence[BuildItem], settings: SamplingSettings) -> list[list[Sample]]:

@@ -14,6 +14,7 @@ from alignkit.data.readers.csv import csv_rows
 from alignkit.data.readers.datasets import datasets_rows
 from alignkit.data.readers.json import json_rows
 from alignkit.data.readers.jsonl import iter_jsonl_rows
+from alignkit.data.readers.named import SUITE, hub_rows, is_named, split_name, suite_rows
 from alignkit.data.readers.parquet import parquet_rows
 from alignkit.errors import ConfigError, DataError
 
@@ -41,12 +42,18 @@ def list_rows(rows: list[Any]) -> RowStream:
 
 
 def rows(source: Any, fmt: str | None, split: str | None) -> tuple[str, str, RowStream]:
-    """(source name, format, row stream) for a path or an in-memory `datasets.Dataset`."""
+    """(source name, format, row stream) for a path, a named source (`suite:test`, a cached hub dataset id,
+    `alignkit.data.readers.named`), a list of row mappings or an in-memory `datasets.Dataset`."""
     if isinstance(source, list):
         return "<records>", "list", list_rows(source)
     if not isinstance(source, (str, os.PathLike)):
         return "<dataset>", "datasets", datasets_rows(source, split)
     path = Path(source)
+    if not path.exists() and isinstance(source, str) and fmt is None and is_named(source):
+        name, split = split_name(source, split)
+        if name == SUITE:
+            return source, "suite", suite_rows(split, source)
+        return source, "hub", hub_rows(name, split, source)
     if not path.exists():
         raise DataError("no such file or directory", source=str(path))
     fmt = fmt or detect_format(path)

@@ -10,14 +10,14 @@ from alignkit.data.readers.common import RowStream
 from alignkit.errors import DataError
 
 
-def datasets_rows(path: Path | Any, split: str | None) -> RowStream:
+def datasets_rows(path: Path | Any, split: str | None, source: str | None = None) -> RowStream:
     import datasets
 
     if isinstance(path, (datasets.Dataset, datasets.DatasetDict)):
         ds = path
-        source = "<dataset>"
+        source = source or "<dataset>"
     else:
-        source = str(path)
+        source = source or str(path)
         try:
             if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
                 ds = datasets.load_from_disk(str(path))
