@@ -23,13 +23,15 @@ def _factors(kind: str, warmup: int, total: int, steps: int) -> list[float]:
 
 
 def test_schedule_warms_up_then_decays_to_zero() -> None:
-    # warmup 2 of 10: (s+1)/(warmup+1) for s < 2, then progress p = (s-2)/8.
+    # transformers.get_scheduler's rule (issue #16.8, what TRL's lr_scheduler_type means): warmup 2 of 10 is s/2
+    # for s < 2, then progress p = (s-2)/8.
     assert _factors("linear", 2, 10, 11) == pytest.approx(
-        [1 / 3, 2 / 3, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0])
+        [0.0, 1 / 2, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8, 0.0])
     cosine = _factors("cosine", 2, 10, 11)
     assert cosine[6] == pytest.approx(0.5) and cosine[4] == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
     assert cosine[10] == pytest.approx(0.0, abs=1e-12)
     assert _factors("constant", 0, 10, 3) == [1.0, 1.0, 1.0]
+    assert _factors("constant", 2, 10, 4) == [0.0, 0.5, 1.0, 1.0]  # constant honours warmup (constant_with_warmup)
 
 
 def test_seed_everything_seeds_python_numpy_and_torch() -> None:

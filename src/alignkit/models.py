@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -44,18 +44,51 @@ CHATML_TEMPLATE = (
 )
 
 
+def _peft_lora_field(name: str) -> bool:
+    """Whether `name` is a `peft.LoraConfig` field (any of them passes through to PEFT, issue #16.7)."""
+    import dataclasses
+
+    from peft import LoraConfig as PeftLoraConfig
+
+    return name in {f.name for f in dataclasses.fields(PeftLoraConfig)} - {"task_type", "peft_type"}
+
+
 @dataclass
 class LoraConfig:
-    """LoRA adapter settings (passed to `peft.LoraConfig`)."""
+    """LoRA adapter settings, passed to `peft.LoraConfig`: `r`, `alpha` (`lora_alpha`), `dropout`
+    (`lora_dropout`), `target_modules` (names, `all-linear`, or one regular expression), and any other
+    `peft.LoraConfig` field by its PEFT name (`use_rslora`, `use_dora`, `modules_to_save`, `bias`,
+    `init_lora_weights`, `layers_to_transform`, `rank_pattern` ...), collected in `options` and handed to PEFT
+    as they are rather than re-modelled here."""
+
+    CONFIG_ALIASES: ClassVar[dict[str, Any]] = {"lora_alpha": "alpha", "lora_dropout": "dropout"}
+    CONFIG_EXTRA: ClassVar[tuple[str, Any]] = ("options", _peft_lora_field)
 
     r: int = 0  # 0 disables LoRA (full fine-tuning)
     alpha: int = 16
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    options: dict[str, Any] = field(default_factory=dict)  # other peft.LoraConfig fields, passed through
 
     @property
     def enabled(self) -> bool:
         return self.r > 0
+
+    def peft_config(self) -> Any:
+        """The `peft.LoraConfig` these settings describe (task CAUSAL_LM)."""
+        from peft import LoraConfig as PeftLoraConfig
+
+        bad = sorted(k for k in self.options if not _peft_lora_field(k))
+        if bad:
+            raise ModelError(f"lora: {bad} are not peft.LoraConfig fields")
+        targets: Any = list(self.target_modules)
+        if len(targets) == 1 and (targets[0] == "all-linear" or any(c in targets[0] for c in "*^$|()[]\\")):
+            targets = targets[0]  # PEFT's "all-linear" shortcut, or a regular expression over module names
+        try:
+            return PeftLoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                                  target_modules=targets, task_type="CAUSAL_LM", **self.options)
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"lora: peft.LoraConfig rejected these settings: {e}") from e
 
 
 def cache_dir() -> Path:
@@ -94,7 +127,7 @@ def _convert_gguf(out: Path) -> None:
         raise ModelError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
-    _finish_tokenizer(tokenizer)
+    finish_tokenizer(tokenizer)
     plain.generation_config.pad_token_id = tokenizer.pad_token_id
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -151,7 +184,8 @@ def _remove_leftovers(target: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+def finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """A chat template (SmolLM2's ChatML) when the tokenizer has none, and a pad token (EOS) when it has none."""
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHATML_TEMPLATE
     if tokenizer.pad_token is None:
@@ -164,7 +198,7 @@ def load_tokenizer(spec: str = EMBEDDED, trust_remote_code: bool = False) -> Pre
         path = prepare_embedded()
     else:
         path = resolve_local(spec)
-    return _finish_tokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code))
+    return finish_tokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code))
 
 
 def tiny_config(tokenizer: PreTrainedTokenizerBase, layers: int = 2, hidden: int = 64) -> Any:
@@ -196,10 +230,41 @@ def resolve_local(spec: str) -> Path:
             f"(alignkit never downloads at run time); built-ins: {EMBEDDED}, {TINY}") from e
 
 
-def load_model(spec: str = EMBEDDED, *, lora: LoraConfig | None = None, trust_remote_code: bool = False,
-               seed: int = 0, dtype: torch.dtype = torch.float32
+def read_chat_template(spec: str) -> str:
+    """A chat template from a file (`.jinja` or any text file; a tokenizer_config.json's `chat_template`) or, when
+    `spec` is no existing file and holds a Jinja tag, the template text itself."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            import json
+
+            text = json.loads(text).get("chat_template") or ""
+        if not text.strip():
+            raise ModelError(f"{path}: holds no chat template")
+        return text
+    if "{%" in spec or "{{" in spec:
+        return spec
+    raise ModelError(f"chat template {spec!r}: no such file (give a .jinja file or the template text)")
+
+
+def load_model(spec: Any = EMBEDDED, *, lora: LoraConfig | None = None, trust_remote_code: bool = False,
+               seed: int = 0, dtype: torch.dtype = torch.float32, chat_template: str | None = None
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer (chat template and pad token set), optionally with a LoRA adapter."""
+    """Load a causal LM and its tokenizer (chat template and pad token set), optionally with a LoRA adapter.
+    `chat_template` (a file or the template text) replaces the tokenizer's own and is saved with the model."""
+    model, tokenizer = _load_model(spec, lora=lora, trust_remote_code=trust_remote_code, seed=seed, dtype=dtype)
+    if chat_template:
+        tokenizer.chat_template = read_chat_template(chat_template)
+    return model, tokenizer
+
+
+def _load_model(spec: str, *, lora: LoraConfig | None, trust_remote_code: bool, seed: int, dtype: torch.dtype
+                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ModelError(f"model must be a spec string or a path, got {type(spec).__name__} (the Python API "
+                         "alignkit.train(model=...) also takes a loaded model with tokenizer=...)")
+    spec = str(spec)
     if spec.startswith(TINY):
         parts = spec.split(":")
         layers = int(parts[1]) if len(parts) > 1 else 2
@@ -210,7 +275,7 @@ def load_model(spec: str = EMBEDDED, *, lora: LoraConfig | None = None, trust_re
             model = AutoModelForCausalLM.from_config(tiny_config(tokenizer, layers, hidden), dtype=dtype)
     else:
         path = prepare_embedded() if spec == EMBEDDED else resolve_local(spec)
-        tokenizer = _finish_tokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code))
+        tokenizer = finish_tokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code))
         if (path / "adapter_config.json").exists():
             model = _load_adapter_dir(path, dtype, trust_remote_code)
         else:
@@ -223,27 +288,59 @@ def load_model(spec: str = EMBEDDED, *, lora: LoraConfig | None = None, trust_re
     return model, tokenizer
 
 
+_finish_tokenizer = finish_tokenizer  # the earlier private name
+
+
 def _load_adapter_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool) -> PreTrainedModel:
+    """A PEFT adapter directory on its base: `alignkit.json`'s base spec and seed (a `tiny-random` base is
+    rebuilt from them), else `adapter_config.json`'s `base_model_name_or_path` (what PEFT itself reads)."""
     import json
 
     from peft import PeftModel
 
-    base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    base_model, _ = load_model(base, trust_remote_code=trust_remote_code, dtype=dtype)
+    info = json.loads((path / "alignkit.json").read_text()) if (path / "alignkit.json").exists() else {}
+    base = info.get("base_model") or json.loads((path / "adapter_config.json").read_text()).get(
+        "base_model_name_or_path")
+    if not base:
+        raise ModelError(f"{path} is a LoRA adapter that does not name its base model (adapter_config.json has no "
+                         "base_model_name_or_path); set it there, or load the base and the adapter yourself")
+    base_model, _ = load_model(base, trust_remote_code=trust_remote_code, dtype=dtype, seed=int(info.get("seed", 0)))
     return PeftModel.from_pretrained(base_model, str(path), is_trainable=False)
 
 
+def adapter_base(spec: str) -> str:
+    """What an adapter's `base_model_name_or_path` should say for base `spec`, so `PeftModel` /
+    `AutoPeftModelForCausalLM` find the base: the converted directory of the embedded model, a local directory
+    as an absolute path, a hub id as it is (`tiny-random` stays a name only alignkit resolves)."""
+    if spec == EMBEDDED:
+        return str(prepare_embedded())
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.is_dir() else spec
+
+
+def mark_adapter_base(model: Any, spec: str, seed: int) -> dict[str, Any]:
+    """Set every adapter's `base_model_name_or_path` before `save_pretrained` (issue #16.12: PEFT records the
+    base's `name_or_path`, empty for a model built in memory); returns what `alignkit.json` should hold."""
+    base = adapter_base(spec)
+    for config in getattr(model, "peft_config", {}).values():
+        config.base_model_name_or_path = base
+    return {"lora": True, "base_model": spec if spec.startswith(TINY) else base, "seed": seed}
+
+
 def attach_lora(model: PreTrainedModel, cfg: LoraConfig) -> PreTrainedModel:
-    from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    names = {n.split(".")[-1] for n, _ in model.named_modules()}
-    missing = [t for t in cfg.target_modules if t not in names]
-    if missing:
-        raise ModelError(f"LoRA target_modules {missing} not found in the model; some module names: {sorted(names)[:20]}")
-    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                              target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, peft_cfg)
+    peft_cfg = cfg.peft_config()
+    if isinstance(peft_cfg.target_modules, (list, set)):
+        names = {n.split(".")[-1] for n, _ in model.named_modules()}
+        missing = [t for t in peft_cfg.target_modules if t not in names]
+        if missing:
+            raise ModelError(f"LoRA target_modules {missing} not found in the model; some module names: "
+                             f"{sorted(names)[:20]} (or target_modules: all-linear)")
+    try:
+        return get_peft_model(model, peft_cfg)
+    except ValueError as e:  # PEFT's "Target modules ... not found" for a regex that matches nothing
+        raise ModelError(f"LoRA: {e}") from e
 
 
 def merge_and_save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> Path:

@@ -24,30 +24,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_accelerator() -> Any:
+def make_accelerator(mixed_precision: str | None = None) -> Any:
     """An `accelerate.Accelerator` for this machine: on CPU-only hosts `cpu=True`, so torchrun's WORLD_SIZE is
-    honoured (without it Accelerate starts one independent process per rank on a machine without GPUs)."""
+    honoured (without it Accelerate starts one independent process per rank on a machine without GPUs).
+    `mixed_precision` ("bf16", "fp16"; TRL's `bf16: true`) autocasts the forward passes; None leaves Accelerate's
+    default (`accelerate launch --mixed_precision` or its config file)."""
     from accelerate import Accelerator
 
     has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-    return Accelerator(cpu=not has_gpu)
+    if mixed_precision in (None, "no"):
+        return Accelerator(cpu=not has_gpu)
+    return Accelerator(cpu=not has_gpu, mixed_precision=mixed_precision)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
-                   ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup from 0, then linear decay to 0, cosine decay to 0, or constant."""
+# `transformers.get_scheduler`'s names (TRL's `lr_scheduler_type`), less `reduce_lr_on_plateau`, which steps on an
+# eval metric rather than once per optimiser step.
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
 
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return max(0.0, 1.0 - progress)
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def warmup_for(warmup_steps: int, warmup_ratio: float, total: int) -> int:
+    """Warmup steps as `transformers.TrainingArguments` resolves them: `warmup_steps` if set, else
+    `ceil(warmup_ratio × total)`."""
+    return warmup_steps if warmup_steps > 0 else math.ceil(warmup_ratio * total)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int,
+                   kwargs: dict[str, Any] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """The LR schedule `transformers.get_scheduler(kind, ...)` builds, so every TRL `lr_scheduler_type` means
+    here what it means in TRL (linear warmup from 0, then the named decay). `constant` with warmup > 0 is
+    `constant_with_warmup` (transformers' `constant` ignores warmup; alignkit's always honoured it).
+    `kwargs` go to the scheduler (`scheduler_specific_kwargs`, TRL's `lr_scheduler_kwargs`, e.g. `min_lr_rate`
+    for cosine_with_min_lr, `num_cycles` for cosine_with_restarts)."""
+    from transformers import get_scheduler
+
+    if kind not in SCHEDULERS:
+        raise ValueError(f"scheduler {kind!r} is not one of {list(SCHEDULERS)}")
+    if kind == "constant" and warmup > 0:
+        kind = "constant_with_warmup"
+    return get_scheduler(kind, optimizer, num_warmup_steps=warmup, num_training_steps=total,
+                         scheduler_specific_kwargs=dict(kwargs or {}))
 
 
 def split_eval(records: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:

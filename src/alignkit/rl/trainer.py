@@ -46,7 +46,7 @@ from alignkit.rl.logps import tempered_logps
 from alignkit.rl.losses import LossOutput, policy_loss, sequence_kl, sequence_policy_loss
 from alignkit.rl.rollout import Rollout, TokenBatch, rollout, rollout_batch
 from alignkit.rundir import locks_output_dir, replace_dir
-from alignkit.runtime import make_accelerator, make_scheduler, seed_everything
+from alignkit.runtime import make_accelerator, make_scheduler, seed_everything, warmup_for
 from alignkit.train.checkpoint import (
     latest_valid,
     load_checkpoint,
@@ -155,7 +155,7 @@ class OnlineTrainer:
             raise ConfigError(f"lr must be > 0, got {cfg.lr}")
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        self.accelerator = make_accelerator()
+        self.accelerator = make_accelerator(cfg.mixed_precision)
         seed_everything(cfg.seed)
         self.records = list(prompts) if prompts is not None else load_prompts(  # --on-bad-record as offline
             cfg.data, self.args.max_prompts, cfg.on_bad_record, log=log,
@@ -184,7 +184,9 @@ class OnlineTrainer:
                                            weight_decay=cfg.weight_decay)
         # one optimiser step per pass: μ per rollout step
         self.total_updates = cfg.max_steps * self.args.num_iterations
-        self.scheduler = make_scheduler(self.optimizer, cfg.scheduler, cfg.warmup_steps, self.total_updates)
+        self.scheduler = make_scheduler(self.optimizer, cfg.scheduler,
+                                        warmup_for(cfg.warmup_steps, cfg.warmup_ratio, self.total_updates),
+                                        self.total_updates, cfg.scheduler_kwargs)
         self.policy, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
         self.raw = self.accelerator.unwrap_model(self.policy)
         self.sampler = HFSampler(self.raw.model, tokenizer)
@@ -457,6 +459,13 @@ class OnlineTrainer:
 
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out.parent))  # a killed save's is cleaned on the next run
+        if self.lora:  # the adapter names its base, so PeftModel and `alignkit eval --model RUN/final` load it
+            import json
+
+            from alignkit.models import mark_adapter_base
+
+            info = mark_adapter_base(self.raw.model, self.cfg.model, self.cfg.seed)
+            (tmp / "alignkit.json").write_text(json.dumps(info))
         self.raw.model.save_pretrained(tmp, safe_serialization=True)
         self.tokenizer.save_pretrained(tmp)
         replace_dir(tmp, out)

@@ -45,13 +45,14 @@ from alignkit.train.step import ObjectiveStep  # re-exported: it lived here befo
 from alignkit.train.steps import build_step, tokenize_data
 
 
-def read_training_records(path: str, kind: str, on_bad_record: str = "error",
-                          reports: list[Any] | None = None) -> list[Any]:
-    """Validated records of `kind` from a file (JSONL/JSON/Parquet/CSV or a datasets directory); with
-    `on_bad_record="skip"` bad ones are skipped and the `ReadResult` (skip counts, FILE:LINE) goes to `reports`."""
+def read_training_records(path: Any, kind: str, on_bad_record: str = "error",
+                          reports: list[Any] | None = None, split: str | None = None) -> list[Any]:
+    """Validated records of `kind` from any source `read_records` reads (a file, a datasets directory, a named
+    source such as a cached hub id, a `datasets.Dataset`, a list of rows); the `ReadResult` (skip counts,
+    FILE:LINE, notes such as pairs unpaired for KTO) goes to `reports`."""
     from alignkit.data.io import read_records
 
-    result = read_records(path, kind, on_bad_record=on_bad_record)  # type: ignore[arg-type]
+    result = read_records(path, kind, on_bad_record=on_bad_record, split=split)  # type: ignore[arg-type]
     if reports is not None:
         reports.append(result)
     return list(result.records)
@@ -89,21 +90,28 @@ def check_hparams(spec: ObjectiveSpec, hparams: dict[str, Any]) -> None:
 
 @locks_output_dir(prepare=prepare_from_config)  # lock, writability, previous run: before loading (issue #14)
 def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: list[Any] | None = None,
-          accelerator: Any = None, log: Any = None, on_checkpoint: Any = None) -> TrainResult:
+          accelerator: Any = None, log: Any = None, on_checkpoint: Any = None, model: Any = None,
+          tokenizer: Any = None) -> TrainResult:
     """Train `cfg.model` on `cfg.data` with `cfg.objective`; returns the run directory and summary.
 
     `records`/`eval_records` bypass reading files (Python use); `cfg.data` may then be any label.
+    `model`/`tokenizer`: an already loaded policy instead of loading `cfg.model` (which is then a label, or the
+    base's path for LoRA adapters' `base_model_name_or_path`); the top-level `alignkit.train(...)` passes them.
     `on_checkpoint(step)` is called after each checkpoint (e.g. to stop a run early).
     """
     if records is None:
         cfg.validate()
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    accelerator = accelerator or make_accelerator()
+    accelerator = accelerator or make_accelerator(cfg.mixed_precision)
     main = accelerator.is_main_process
     say = log or (print if main else (lambda _m: None))
     if cfg.low_memory_allocator and not release_large_frees():
         say("low_memory_allocator: not a glibc C library; the allocator is left as it is")
+    if cfg.report_to and main:  # a missing tracker package fails now, not after loading the model
+        from alignkit.train.trackers import check_trackers
+
+        check_trackers(cfg.report_to)
     seed_everything(cfg.seed)
     spec = get_objective(cfg.objective)
     hparams = cfg.objective_hparams()
@@ -116,16 +124,20 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     kind = spec.data_kind
     data_reports: list[Any] = []  # one ReadResult per file read, for the skip summary (issue #14.5)
     if records is None:
-        records = read_training_records(cfg.data, kind, cfg.on_bad_record, data_reports)
-    if eval_records is None and cfg.eval_data:
-        eval_records = read_training_records(cfg.eval_data, kind, cfg.on_bad_record, data_reports)
-    if cfg.on_bad_record == "skip":
-        for report in data_reports:
+        records = read_training_records(cfg.data, kind, cfg.on_bad_record, data_reports, cfg.data_split)
+    if eval_records is None and (cfg.eval_data or cfg.eval_data_split):
+        eval_records = read_training_records(cfg.eval_data or cfg.data, kind, cfg.on_bad_record, data_reports,
+                                             cfg.eval_data_split)
+    for report in data_reports:
+        if cfg.on_bad_record == "skip" or report.notes:
             say(report.summary())
     if eval_records is None:
         records, eval_records = split_eval(records, cfg.eval_split, cfg.seed)
 
-    model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
+    if model is None:
+        model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed, chat_template=cfg.chat_template)
+    else:
+        model, tokenizer = given_model(model, tokenizer, cfg)
     lora = cfg.lora.enabled
     if cfg.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input grads, so it works for LoRA and full fine-tuning alike.
@@ -151,7 +163,7 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
     if cfg.reference_offload and mode != "separate":
         raise ConfigError(f"reference_offload applies to reference: separate, not {mode}")
     if mode == "separate":
-        ref_model = freeze(load_model(cfg.reference_model or cfg.model, seed=cfg.seed)[0]).to(device)
+        ref_model = freeze(reference_policy(cfg, model)).to(device)
         if cfg.reference_offload:
             offload_dir = Path(cfg.output_dir) / f".reference-offload-{accelerator.process_index}"
             offload_to_disk(ref_model, offload_dir, device)
@@ -159,7 +171,7 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
         reference.model = CompletionLogProbs(ref_model)
     elif mode == "precompute":
         same = cfg.reference_model in (None, cfg.model)
-        ref_lm = model if same else freeze(load_model(cfg.reference_model or cfg.model, seed=cfg.seed)[0]).to(device)
+        ref_lm = model if same else freeze(reference_policy(cfg, model)).to(device)
         runner = CompletionLogProbs(ref_lm)
         fp = model_fingerprint(ref_lm, cfg.reference_model or cfg.model)
         for split, data in (("train", train_data), ("eval", eval_data)):
@@ -208,10 +220,56 @@ def train(cfg: TrainConfig, *, records: list[Any] | None = None, eval_records: l
                "truncation": train_data.stats.summary(), "records_dropped_too_long": train_data.skipped,
                "last": result.last_metrics}
     if main:
-        final_dir = save_final(model, tokenizer, run_dir / "final", lora)
+        base = "" if cfg.model.startswith("<") else cfg.model
+        final_dir = save_final(model, tokenizer, run_dir / "final", lora, base=base, seed=cfg.seed)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     accelerator.wait_for_everyone()
+    if cfg.push_to_hub and main and final_dir is not None:
+        summary["hub"] = push_final(cfg, final_dir, lora, say)
     return TrainResult(run_dir, result.steps, mode, final_dir, result, summary)
+
+
+def push_final(cfg: TrainConfig, folder: Path, lora: bool, say: Any) -> str:
+    """Model card into `folder`, then the upload (`alignkit.hub`); returns the commit URL."""
+    from alignkit.hub import hub_repo_id, prepare_upload, push_folder
+
+    repo_id = hub_repo_id(cfg.hub_model_id, cfg.output_dir)
+    settings = {k: getattr(cfg, k) for k in ("objective", "lr", "batch_size", "grad_accum", "max_steps", "epochs",
+                                             "beta", "seed")}
+    prepare_upload(folder, repo_id, base_model=None if cfg.model.startswith("<") else cfg.model,
+                   objective=cfg.objective, data=cfg.data, lora=lora, settings=settings)
+    url = push_folder(folder, repo_id, private=cfg.hub_private_repo)
+    say(f"pushed {folder} to the hub: {url}")
+    return url
+
+
+def given_model(model: Any, tokenizer: Any, cfg: TrainConfig) -> tuple[Any, Any]:
+    """A policy passed in memory: LoRA attached when `cfg.lora` asks (a PEFT model is used as it is), the
+    tokenizer finished as `load_model` finishes one (pad token, chat template; `cfg.chat_template`)."""
+    from alignkit.models import attach_lora, finish_tokenizer, read_chat_template
+
+    if tokenizer is None:
+        raise ConfigError("a model object needs its tokenizer: alignkit.train(model=..., tokenizer=...)")
+    tokenizer = finish_tokenizer(tokenizer)
+    if cfg.chat_template:
+        tokenizer.chat_template = read_chat_template(cfg.chat_template)
+    if cfg.lora.enabled and not hasattr(model, "peft_config"):
+        model = attach_lora(model, cfg.lora)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def reference_policy(cfg: TrainConfig, policy: Any) -> Any:
+    """The frozen reference for `separate` / a different precompute model: `cfg.reference_model`, else
+    `cfg.model`, else (a policy passed in memory, `cfg.model` a label) a copy of the policy as it starts."""
+    spec = cfg.reference_model or cfg.model
+    if spec.startswith("<"):  # a label of an in-memory model (alignkit.api)
+        import copy
+
+        base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        return copy.deepcopy(base)
+    return load_model(spec, seed=cfg.seed)[0]
 
 
 def _yamlable(v: Any) -> bool:
@@ -248,14 +306,19 @@ def make_eval_fn(step: ObjectiveStep, data: TokenizedData, pad_id: int, batch_si
     return evaluate
 
 
-def save_final(model: nn.Module, tokenizer: Any, out: Path, lora: bool) -> Path:
-    """`final/`: an HF model directory, or for LoRA runs the peft adapter directory (merge with `export`)."""
+def save_final(model: nn.Module, tokenizer: Any, out: Path, lora: bool, base: str = "", seed: int = 0) -> Path:
+    """`final/`: an HF model directory, or for LoRA runs the peft adapter directory (merge with `export`) whose
+    adapter_config.json names its base (`base_model_name_or_path`), so PeftModel / AutoPeftModelForCausalLM and
+    `alignkit eval --model RUN/final` load it."""
     import tempfile
+
+    from alignkit.models import mark_adapter_base
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out.parent))
+    info = mark_adapter_base(model, base, seed) if lora and base else {"lora": lora}
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / "alignkit.json").write_text(json.dumps({"lora": lora}))
+    (tmp / "alignkit.json").write_text(json.dumps(info))
     replace_dir(tmp, out)  # final/ is never missing, even if the process dies here (issue #14)
     return out

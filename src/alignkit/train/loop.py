@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from alignkit.errors import ConfigError, TrainingError
-from alignkit.runtime import make_scheduler  # lived here; re-exported
+from alignkit.runtime import make_scheduler, warmup_for  # make_scheduler lived here; re-exported
 from alignkit.train.checkpoint import latest_valid, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from alignkit.train.config import TrainConfig
 
@@ -81,12 +81,13 @@ def read_metrics_lines(path: Path, log: Callable[[str], None] = print, what: str
 
 
 class MetricsLog:
-    """`metrics.jsonl` (main process), optionally mirrored to TensorBoard."""
+    """`metrics.jsonl` (main process), mirrored to Accelerate's trackers named by `report_to`
+    (`alignkit.train.trackers`: tensorboard, wandb, trackio, mlflow)."""
 
     def __init__(self, path: Path, main: bool, resume_step: int | None, report_to: list[str],
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, config: dict[str, Any] | None = None) -> None:
         self.path, self.main = path, main
-        self.writer: Any = None
+        self.trackers: list[Any] = []
         if not main:
             return
         if resume_step is not None and path.exists():
@@ -96,12 +97,10 @@ class MetricsLog:
         elif resume_step is None and path.exists():
             log(f"starting from step 0: {path} of an earlier start without a checkpoint is replaced")
             path.unlink()
-        if "tensorboard" in report_to:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise ConfigError("report_to: tensorboard needs `pip install tensorboard`") from e
-            self.writer = SummaryWriter(str(path.parent / "tensorboard"))
+        if report_to:
+            from alignkit.train.trackers import start_trackers
+
+            self.trackers = start_trackers(list(report_to), path.parent, config)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.main:
@@ -109,14 +108,23 @@ class MetricsLog:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with self.path.open("a") as f:
             f.write(json.dumps(clean) + "\n")
-        if self.writer is not None:
-            for k, v in clean.items():
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self.writer.add_scalar(k if "/" in k else f"train/{k}", v, record["step"])
+        if self.trackers:
+            from alignkit.train.trackers import log_to
+
+            log_to(self.trackers, clean, int(record["step"]))
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.trackers:
+            from alignkit.train.trackers import finish
+
+            finish(self.trackers)
+            self.trackers = []
+
+
+def _config_dict(cfg: Any) -> dict[str, Any] | None:
+    import dataclasses
+
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
 
 
 def _reduce_metrics(accelerator: Any, sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
@@ -176,7 +184,8 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
     # The fused kernel updates in place; the default multi-tensor path holds model-sized temporaries (peak RSS).
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_betas[0], cfg.adam_betas[1]),
                                   weight_decay=cfg.weight_decay, fused=True)
-    scheduler = make_scheduler(optimizer, cfg.scheduler, cfg.warmup_steps, total)
+    scheduler = make_scheduler(optimizer, cfg.scheduler, warmup_for(cfg.warmup_steps, cfg.warmup_ratio, total), total,
+                               cfg.scheduler_kwargs)
     # The scheduler is deliberately not prepared: Accelerate's wrapper would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
@@ -200,7 +209,7 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
         if main:
             log(f"resumed from {resume_from} (step {step})")
     metrics_log = MetricsLog(run_dir / "metrics.jsonl", main, step if resume_from is not None else None,
-                             cfg.report_to, log=log)
+                             cfg.report_to, log=log, config=_config_dict(cfg) if cfg.report_to else None)
     if rng_to_restore is not None:
         set_rng_state(rng_to_restore)
 

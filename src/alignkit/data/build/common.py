@@ -12,7 +12,6 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from alignkit.data.records import ListwiseExample, PairwiseExample, Prompt, PromptExample, Record
