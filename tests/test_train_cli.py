@@ -57,6 +57,7 @@ def test_lora_export_merges_adapter(tmp_path):
 
 
 def test_unknown_key_is_a_clear_error(tmp_path, capsys):
-    rc = main(["train", "--model", "tiny-random", "--data", "x.jsonl", "--set", "learning_rate=1"])
+    # (learning_rate is TRL's name for lr and accepted since issue #16.6)
+    rc = main(["train", "--model", "tiny-random", "--data", "x.jsonl", "--set", "lerning_rate=1"])
     assert rc == 2
     assert "unknown config key" in capsys.readouterr().err

@@ -45,12 +45,6 @@ def _precision(name: str) -> Any:
     return translate
 
 
-def _use_peft(value: Any) -> dict[str, Any]:
-    if not isinstance(value, bool):
-        raise ConfigError(f"use_peft: expected true/false, got {value!r}")
-    return {"use_peft": value}
-
-
 def _finetuning_type(value: Any) -> dict[str, Any]:
     if value not in ("lora", "full"):
         raise ConfigError(f"finetuning_type: {value!r}; alignkit supports lora and full")
@@ -62,7 +56,7 @@ def _lora_target(value: Any) -> dict[str, Any]:
 
 
 def _report_to(value: Any) -> dict[str, Any]:
-    names = value if isinstance(value, list) else [value]
+    names = value if isinstance(value, list) else [] if value is None else [value]
     return {"report_to": [n for n in names if n not in ("none", None)]}  # TrainingArguments' "none"
 
 
@@ -82,7 +76,7 @@ TRAIN_ALIASES: dict[str, Any] = {
     "bf16": _precision("bf16"),
     "fp16": _precision("fp16"),
     "report_to": _report_to,
-    "disable_tqdm": lambda v: {"progress": not v},
+    "disable_tqdm": lambda v: {"progress": not v},  # (TRL's use_peft is a TrainConfig field of its own)
     "resume_from_checkpoint": lambda v: {"resume": bool(v)},
     # TRL ScriptArguments / ModelConfig / DPOConfig / SFTConfig
     "model_name_or_path": "model",
@@ -91,7 +85,6 @@ TRAIN_ALIASES: dict[str, Any] = {
     "dataset_test_split": "eval_data_split",
     "loss_type": _objective_from(LOSS_TYPES, "loss_type"),
     "label_smoothing": "objective_args.label_smoothing",
-    "use_peft": _use_peft,
     "lora_r": "lora.r",
     "lora_alpha": "lora.alpha",
     "lora_dropout": "lora.dropout",
