@@ -14,7 +14,7 @@ import yaml
 from alignkit.cli import main
 from alignkit.config import load_config
 from alignkit.data.io import read_records
-from alignkit.data.records import PairwiseExample, PromptExample, SFTExample, UnpairedExample
+from alignkit.data.records import PairwiseExample, SFTExample, UnpairedExample
 from alignkit.errors import ConfigError, DataError
 from alignkit.train.config import TrainConfig
 
