@@ -132,8 +132,8 @@ def main() -> None:
                 cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, n)
             if not args.no_naive and k < 32:
                 cells["naive generate loop"] = naive(model, tok, prompts(k), args.tokens, n)
-        for name, (g, t) in cells.items():
-            print(f"{label}: {name} {g} tok in {t:.1f}s = {g / t:.1f} tok/s", flush=True)
+        for name, (g, t) in cells.items():  # tok/seq shows that every engine got the same budget
+            print(f"{label}: {name} {g} tok ({g / (k * n):.1f} tok/seq) in {t:.1f}s = {g / t:.1f} tok/s", flush=True)
         table.append((label, {name: g / t for name, (g, t) in cells.items()}))
     print(f"\nmodel {args.model}, {args.tokens} new tokens, {args.threads} threads, CPU")
     print("| setting | engine | tok/s | HFSampler / engine |")
