@@ -92,6 +92,10 @@ def load_reward(spec: str | Reward) -> Reward:
         return _length(spec, arg)
     if name == "json_schema":
         return _json_schema(spec, arg)
+    if name == "moral":  # moral:ENCODER_DIR[,prompt][,frames] (rewards/moral.py)
+        from alignkit.rewards.moral import moral_reward
+
+        return moral_reward(arg)
     if name == "rm":
         from alignkit.rewards.model import RewardModel
 

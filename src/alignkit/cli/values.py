@@ -1,0 +1,93 @@
+"""`alignkit values`: value and information-alignment analyses — PROFILE factor influence, AlignScore with a
+user-supplied alignment model, and the moral direction as a steering vector."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from alignkit.cli import add_command
+
+EXAMPLES = """  alignkit values profile factors.jsonl                      # τ_f per factor, per `source`, and their alignment
+  alignkit values alignscore pairs.jsonl --alignment-model DIR   # rows {"context", "claim"}
+  alignkit values moral-vector --model smollm2-135m-instruct --layers 10 --out moral.safetensors
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_command(sub, "values", "Value analyses: PROFILE factor-level preferences, AlignScore, moral direction.",
+                    EXAMPLES)
+    verbs = p.add_subparsers(dest="values_command", metavar="VERB")
+    pr = verbs.add_parser("profile", help="factor influence τ_f per preference source, and source agreement")
+    pr.add_argument("data", help="JSONL rows with chosen_factors / rejected_factors (and optional source)")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.set_defaults(func=_profile)
+    al = verbs.add_parser("alignscore", help="AlignScore of claims against contexts (nli_sp chunking)")
+    al.add_argument("data", help="JSONL rows with context and claim")
+    al.add_argument("--alignment-model", required=True, help="local HF sequence-classification directory")
+    al.add_argument("--label-index", type=int, default=0, help="softmax column of ALIGNED (AlignScore: 0)")
+    al.add_argument("--chunk-words", type=int, default=350)
+    al.set_defaults(func=_alignscore)
+    mv = verbs.add_parser("moral-vector", help="the moral direction in a policy's hidden space (a steer vector)")
+    mv.add_argument("--model", required=True)
+    mv.add_argument("--layers", type=int, nargs="+", required=True)
+    mv.add_argument("--method", choices=["mean_diff", "pca"], default="mean_diff")
+    mv.add_argument("--out", required=True, help="safetensors file to write (refused if it exists)")
+    mv.set_defaults(func=_moral_vector)
+    p.set_defaults(func=lambda _a: p.print_help() or 0)
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from alignkit.evaluate.profile import factor_alignment, profile, read_factor_pairs
+
+    groups = read_factor_pairs(args.data)
+    taus = {}
+    for src, rows in sorted(groups.items()):
+        res = profile(rows)
+        taus[src] = {f: v["tau"] for f, v in res.items()}
+        print(f"[{src}] {len(rows)} pairs")
+        for f, v in sorted(res.items(), key=lambda kv: -abs(kv[1]["tau"])):
+            ci = f" [{v['low']:+.2f}, {v['high']:+.2f}]" if "low" in v else ""
+            print(f"  {f:<24} τ={v['tau']:+.3f}{ci}  ({v['concordant']}+/{v['discordant']}−/{v['ties']} tied)")
+    names = sorted(taus)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            print(f"{a} vs {b}: {json.dumps(factor_alignment(taus[a], taus[b], args.top_k))}")
+    return 0
+
+
+def _alignscore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alignkit.errors import DataError
+    from alignkit.evaluate.alignment_metrics import HFAlignment, align_scores
+
+    contexts, claims = [], []
+    for i, line in enumerate(Path(args.data).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            row = json.loads(line)
+            for key in ("context", "claim"):
+                if not isinstance(row.get(key), str):
+                    raise DataError("expected a string", source=args.data, line=i, field=key)
+            contexts.append(row["context"])
+            claims.append(row["claim"])
+    est, _ = align_scores(contexts, claims, HFAlignment(args.alignment_model, args.label_index),
+                          chunk_words=args.chunk_words)
+    print(f"AlignScore {est.value:.4f} [{est.low:.4f}, {est.high:.4f}] over {len(claims)} claims")
+    return 0
+
+
+def _moral_vector(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alignkit.errors import ConfigError
+    from alignkit.models import load_model
+    from alignkit.rewards.moral import moral_steering_vector
+
+    if Path(args.out).exists():
+        raise ConfigError(f"{args.out} exists; choose another --out")
+    model, tok = load_model(args.model)
+    vec = moral_steering_vector(model, tok, args.layers, args.method)
+    vec.save(args.out)
+    print(f"wrote {args.out} (layers {vec.layers})")
+    return 0

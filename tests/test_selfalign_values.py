@@ -1,0 +1,144 @@
+"""Moral direction (spec wave2_selfalign_merge.md §6), AlignScore/CTC aggregation (testtime_eval.md §B5) and
+PROFILE factor influence (§B7), against the specs' worked numbers and definitions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alignkit.errors import DataError
+from alignkit.evaluate.alignment_metrics import (
+    aggregate,
+    align_score,
+    chunk_context,
+    ctc_preservation,
+    ctc_relevance,
+    split_sentences,
+)
+from alignkit.evaluate.profile import factor_alignment, factor_influence, profile, read_factor_pairs
+from alignkit.rewards.moral import MoralScore, fit_moral_direction, moral_actions
+
+TOY = {"smile": [2.0, 0.5, 0.1], "help": [1.6, 0.9, -0.2], "greet": [1.8, -0.3, 0.4],
+       "kill": [-2.1, 0.4, 0.0], "steal": [-1.5, -0.6, 0.3], "harm": [-1.9, 0.1, -0.5]}
+
+
+def test_moral_direction_worked_example() -> None:
+    d = fit_moral_direction(TOY, ["smile", "help", "greet"])
+    assert d.direction.tolist() == pytest.approx([-0.994231, -0.093176, -0.053126], abs=1e-6)
+    assert d.explained_variance_ratio == pytest.approx(0.917065, abs=1e-6)
+    assert d.raw(np.array(list(TOY.values()))).tolist() == pytest.approx(
+        [-2.040519, -1.664159, -1.783069, 2.050459, 1.531159, 1.906129], abs=1e-6)
+    assert d.sign == -1.0 and d.scale == pytest.approx(2.050459, abs=1e-6)
+    scores = d.score(np.array(list(TOY.values())))
+    assert scores.tolist() == pytest.approx([0.995152, 0.811603, 0.869595, -1.0, -0.746740, -0.929611], abs=1e-6)
+    assert float(d.score(np.array([0.9, 0.2, 0.0]))[0]) == pytest.approx(0.445558, abs=1e-6)
+
+
+def test_moral_score_is_invariant_to_the_svd_sign_and_the_fit_order() -> None:
+    d = fit_moral_direction(TOY, ["smile"])
+    flipped = type(d)(d.mean, -d.direction, -d.sign, d.scale, d.explained_variance_ratio)
+    X = np.array(list(TOY.values()))
+    assert flipped.score(X).tolist() == pytest.approx(d.score(X).tolist())
+    shuffled = fit_moral_direction(dict(reversed(list(TOY.items()))), ["smile"])
+    assert shuffled.score(X).tolist() == pytest.approx(d.score(X).tolist())
+    assert np.max(np.abs(d.score(X))) == pytest.approx(1.0) and np.all(np.abs(d.score(X)) <= 1.0)
+
+
+def test_moral_reward_on_a_fake_encoder_rates_the_fit_verbs_in_order() -> None:
+    acts = moral_actions()
+    assert len(acts["positive"]) == 24 and len(acts["negative"]) == 24 and len(acts["neutral"]) == 16
+    assert len(acts["frames"]) == 10
+    good, bad = set(acts["positive"]), set(acts["negative"])
+
+    def encode(texts: list[str]) -> np.ndarray:  # a 2-d "encoder" that knows the verbs
+        rows = []
+        for t in texts:
+            words = set(t.lower().replace("?", "").split())
+            rows.append([len(words & good) - len(words & bad), 0.1 * len(words)])
+        return np.array(rows, dtype=float)
+
+    reward = MoralScore(encode)
+    res = reward(["", "", ""], ["smile", "kill", "eat"])
+    assert res.scores[0] > res.scores[2] > res.scores[1]
+    assert all(-1.0 <= s <= 1.0 for s in res.scores)
+
+
+def test_alignscore_chunks_by_sentence_count_and_takes_mean_of_max() -> None:
+    words = " ".join(["w"] * 100)
+    context = " ".join(f"{words} s{i}." for i in range(8))  # 808 words, 8 sentences -> 3 chunks of 2 sentences
+    chunks = chunk_context(context)
+    assert len(chunks) == 4 and all(c.count(".") == 2 for c in chunks)  # 8 // 3 = 2 per chunk: 4 chunks
+    assert split_sentences("A cat sat. It slept! Why?") == ["A cat sat.", "It slept!", "Why?"]
+
+    def align(pairs: list[tuple[str, str]]) -> list[float]:
+        return [0.9 if "s1." in ctx and "one" in claim else 0.2 if "two" in claim else 0.4 for ctx, claim in pairs]
+
+    out = align_score(context, "Claim one. Claim two.", align)
+    assert out["per_sentence"] == [0.9, 0.2] and out["score"] == pytest.approx(0.55)
+    assert out["calls"] == 8  # chunks x claim sentences
+
+
+def test_ctc_aggregations() -> None:
+    toks = [("the", 1.0), ("cat", 0.5), ("sat", 0.0)]
+    assert aggregate(toks) == pytest.approx(0.5)
+    assert aggregate(toks, "sum") == pytest.approx(1.5)
+    assert aggregate(toks, remove_stopwords=True) == pytest.approx(0.25)
+
+    def align(a: str, b: str) -> list[tuple[str, float]]:
+        return [(t, 1.0 if t in b.split() else 0.0) for t in a.split()]
+
+    # a = mean(align(y→x)) = 2/3, b = mean(align(x→y)) = 2/4; harmonic mean 2ab/(a+b) = 4/7
+    assert ctc_preservation("a b c", "a b d e", align) == pytest.approx(4 / 7)
+    # relevance = consistency (2/3) × mean over references of reference coverage by y: (1 + 0.5)/2
+    assert ctc_relevance("a b c", "a b d", ["a b", "c z"], align) == pytest.approx(2 / 3 * 0.75)
+
+
+def test_profile_tau_counts_concordant_minus_discordant_over_untied_pairs() -> None:
+    out = factor_influence([10, 12, 5, 7, 3], [8, 12, 9, 2, 1])  # +, tie, −, +, +
+    assert (out["concordant"], out["discordant"], out["ties"]) == (3, 1, 1)
+    assert out["tau"] == pytest.approx(0.5)
+    assert out["low"] <= 0.5 <= out["high"]
+
+
+def test_profile_from_a_factor_file_and_factor_level_alignment(tmp_path: Path) -> None:
+    rows = []
+    for i in range(6):  # humans prefer more facts; the model-as-generator prefers length
+        rows.append({"source": "human", "chosen_factors": {"length": 10 - i % 2 * 20, "facts": 5, "fluency": 3},
+                     "rejected_factors": {"length": 0, "facts": 1, "fluency": 3 + (i % 3 == 0)}})
+        rows.append({"source": "model", "chosen_factors": {"length": 50, "facts": 1 + i % 2 * 4, "fluency": 3},
+                     "rejected_factors": {"length": 10, "facts": 3, "fluency": 2}})
+    p = tmp_path / "f.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    groups = read_factor_pairs(p)
+    human = {f: v["tau"] for f, v in profile(groups["human"]).items()}
+    model = {f: v["tau"] for f, v in profile(groups["model"]).items()}
+    assert human == {"facts": 1.0, "fluency": -1.0, "length": 0.0}  # fluency: 2 untied pairs, both preferred lower
+    assert model == {"facts": 0.0, "fluency": 1.0, "length": 1.0}
+    al = factor_alignment(human, model, top_k=1)
+    assert al["factors"] == ["facts", "fluency", "length"] and al["top1_overlap"] == 0.0
+    assert al["kendall_tau"] == pytest.approx(-2 / 6 ** 0.5)  # τ-b: 2 discordant pairs, one tie in the model's vector
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"chosen_factors": {"length": "long"}, "rejected_factors": {}}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1: field 'chosen_factors'"):
+        read_factor_pairs(bad)
+
+
+def test_cli_values_profile_and_moral_vector_on_tiny_random(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from alignkit.cli import main
+    from alignkit.decode.steer import SteeringVector
+
+    p = tmp_path / "f.jsonl"
+    p.write_text("\n".join(json.dumps({"source": s, "chosen_factors": {"length": 5 + i, "facts": 2},
+                                       "rejected_factors": {"length": 3, "facts": 1 + (s == "model") * 2}})
+                           for s in ("human", "model") for i in range(3)) + "\n")
+    assert main(["values", "profile", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "[human] 3 pairs" in out and "human vs model" in out
+    vec_path = tmp_path / "moral.safetensors"
+    assert main(["values", "moral-vector", "--model", "tiny-random", "--layers", "1", "--out", str(vec_path)]) == 0
+    vec = SteeringVector.load(vec_path)
+    assert vec.layers == [1] and float(vec.vectors[1].norm()) == pytest.approx(1.0, abs=1e-5)
+    assert main(["values", "moral-vector", "--model", "tiny-random", "--layers", "1", "--out", str(vec_path)]) == 2
