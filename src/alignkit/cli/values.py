@@ -80,9 +80,9 @@ def _alignscore(args: argparse.Namespace) -> int:
 def _moral_vector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from alignkit.decode.moral import moral_steering_vector
     from alignkit.errors import ConfigError
     from alignkit.models import load_model
-    from alignkit.rewards.moral import moral_steering_vector
 
     if Path(args.out).exists():
         raise ConfigError(f"{args.out} exists; choose another --out")

@@ -12,7 +12,7 @@ embeddings of atomic actions separates dos from don'ts; projecting a text on it 
   the same maximum is [uncertain]).
 
 Uses: `MoralScore` is a Reward (`moral:ENCODER_DIR`, any sentence encoder as a local HF directory, mean-pooled);
-`moral_steering_vector` builds the direction in the policy's own hidden space as a `decode.steer` vector.
+`decode.moral.moral_steering_vector` builds the direction in the policy's own hidden space as a steer vector.
 """
 
 from __future__ import annotations
@@ -137,17 +137,3 @@ def moral_reward(arg: str) -> MoralScore:
         raise ConfigError(f"moral reward options are 'prompt' and 'frames', got {sorted(unknown)}")
     return MoralScore(hf_mean_pool_encoder(parts[0]), use_prompt="prompt" in flags, qa_template="frames" in flags,
                       name=f"moral:{arg}")
-
-
-def moral_steering_vector(model: Any, tokenizer: Any, layers: Sequence[int], method: str = "mean_diff") -> Any:
-    """The moral direction in the policy's own space: frame-templated positive vs negative verbs, last-token
-    states per layer (`decode.steer.extract_steering_vector`, mean difference by default: more stable on 24
-    pairs than PCA), unit norm, sign towards the positive verbs. Save with `.save(path)`; apply with `steer`."""
-    from alignkit.decode.steer import extract_steering_vector
-
-    acts = moral_actions()
-    pairs = [(f.format(p), f.format(n)) for p, n in zip(acts["positive"], acts["negative"], strict=True)
-             for f in acts["frames"]]
-    vec = extract_steering_vector(model, tokenizer, pairs, layers, method=method)
-    vec.metadata["source"] = "moral_direction"
-    return vec
