@@ -128,8 +128,9 @@ def test_ties_keeps_the_top_magnitudes_and_the_elected_sign() -> None:
     b = {"w": torch.tensor([0.8, 0.9, -2.0, 0.05])}
     tv = task_vectors(base, [a, b], anchor="base")
     merged = fixed_merge(tv, "ties", density=0.5)["w"]
-    # top-2 by magnitude: a keeps (1.0, 0.5), b keeps (0.9, −2.0); elected signs by sum: +, +, −; disjoint mean
-    assert merged.tolist() == pytest.approx([0.9, 0.9, -2.0, 0.0])
+    # top-2 by magnitude: a keeps (1.0, 0.5) -> [1, 0, .5, 0], b keeps (0.9, −2.0) -> [0, .9, −2, 0] (b's 0.8 is
+    # pruned); elected signs by sum: +, +, −; disjoint mean over the agreeing non-zero values
+    assert merged.tolist() == pytest.approx([1.0, 0.9, -2.0, 0.0])
     assert fixed_merge(tv, "linear")["w"].tolist() == pytest.approx([0.9, 0.4, -0.75, 0.025])
 
 
