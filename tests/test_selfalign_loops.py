@@ -95,3 +95,24 @@ def test_ranking_parser_formats_and_rejections() -> None:
     assert parse_ranking("Response 2, Response 1, Response 3", 3) == [1, 0, 2]
     assert parse_ranking("[2] > [2] > [3]", 3) is None
     assert parse_ranking("[2] > [1]", 3) is None
+
+
+def test_pas_worked_example() -> None:
+    import numpy as np
+
+    from alignkit.decode.pas import head_direction, holdout_split, o_proj_bias, search_alpha
+
+    acts_a = np.array([[1.0, 0.5, 0.0], [0.8, 0.7, 0.1]])
+    acts_e = np.array([[0.2, 0.1, 0.4], [0.1, 0.2, 0.9]])
+    v, sigma = head_direction(acts_a, acts_e, [5, 2])
+    assert v.tolist() == pytest.approx([0.235702, -0.235702, 0.942809], abs=1e-6)
+    assert sigma == pytest.approx(0.289396, abs=1e-6)
+    delta = 4 * sigma * v
+    assert delta.tolist() == pytest.approx([0.272845, -0.272845, 1.091380], abs=1e-6)
+    W_o = np.array([[1, 0, 0.5], [0, 2, 0], [0.5, 0, 1]])
+    assert o_proj_bias(W_o, {0: delta}, 1, 3).tolist() == pytest.approx([0.818535, -0.545690, 1.227803], abs=1e-6)
+    preds = {0.0: {"O": [3, 3], "C": [3, 3]}, 2.0: {"O": [4, 4], "C": [3, 2]}, 4.0: {"O": [5, 5], "C": [1, 1]}}
+    best, table = search_alpha(lambda a: preds[a], {"O": [4, 5], "C": [2, 1]}, alphas=[0.0, 2.0, 4.0])
+    assert best == 4.0 and table == {0.0: 3.0, 2.0: 1.5, 4.0: 1.0}
+    fit, held = holdout_split({"O": [f"o{i}" for i in range(10)], "C": [f"c{i}" for i in range(10)]})
+    assert len(held) == 4 and not set(fit) & set(held) and sum(h.startswith("o") for h in held) == 2
