@@ -18,17 +18,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "values", "Value analyses: PROFILE factor-level preferences, AlignScore, moral direction.",
                     EXAMPLES)
     verbs = p.add_subparsers(dest="values_command", metavar="VERB")
-    pr = verbs.add_parser("profile", help="factor influence τ_f per preference source, and source agreement")
+
+    def leaf(name: str, help: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=help, description=help, epilog="examples:\n" + EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    pr = leaf("profile", "factor influence τ_f per preference source, and source agreement")
     pr.add_argument("data", help="JSONL rows with chosen_factors / rejected_factors (and optional source)")
     pr.add_argument("--top-k", type=int, default=3)
     pr.set_defaults(func=_profile)
-    al = verbs.add_parser("alignscore", help="AlignScore of claims against contexts (nli_sp chunking)")
+    al = leaf("alignscore", "AlignScore of claims against contexts (nli_sp chunking)")
     al.add_argument("data", help="JSONL rows with context and claim")
     al.add_argument("--alignment-model", required=True, help="local HF sequence-classification directory")
     al.add_argument("--label-index", type=int, default=0, help="softmax column of ALIGNED (AlignScore: 0)")
     al.add_argument("--chunk-words", type=int, default=350)
     al.set_defaults(func=_alignscore)
-    mv = verbs.add_parser("moral-vector", help="the moral direction in a policy's hidden space (a steer vector)")
+    mv = leaf("moral-vector", "the moral direction in a policy's hidden space (a steer vector)")
     mv.add_argument("--model", required=True)
     mv.add_argument("--layers", type=int, nargs="+", required=True)
     mv.add_argument("--method", choices=["mean_diff", "pca"], default="mean_diff")
