@@ -68,11 +68,13 @@ def test_browse_label_by_keyboard_survive_a_kill_export_and_train(tmp_path: Path
     server = Server(root)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
-        page.set_default_timeout(180_000)  # a loaded CI machine renders plots slowly
+        page.set_default_timeout(600_000)  # a loaded CI machine renders plots slowly
+        page.set_default_navigation_timeout(600_000)
         page.goto(server.url)
         assert page.locator("tr[data-run]").count() == 3
         _shot(page, "runs")
-        page.click("a[href='/runs/base']")
+        assert page.locator("a[href='/runs/base']").count() == 1
+        page.goto(server.url + "runs/base")  # the link's target; the first page with plots is slow on a loaded CPU
         page.wait_for_selector("text=Constraint accuracy by type")
         assert "punctuation:no_comma" in page.content()
         page.goto(server.url + "runs/train/dpo")
@@ -119,7 +121,7 @@ def test_browse_label_by_keyboard_survive_a_kill_export_and_train(tmp_path: Path
     server = Server(root)  # a fresh process on the same files
     try:
         page = browser.new_page()  # type: ignore[attr-defined]
-        page.set_default_timeout(180_000)  # a loaded CI machine renders plots slowly
+        page.set_default_timeout(600_000)  # a loaded CI machine renders plots slowly
         page.goto(server.url + "tasks/prefs")
         assert page.locator("tr[data-annotator='ann'] td.answered").inner_text() == "5"
         _shot(page, "task")
