@@ -204,7 +204,9 @@ def generate(model: Any, prompts: Any, *, tokenizer: Any = None, strategy: str =
     from alignkit.decode.strategies import run_strategy
     from alignkit.models import finish_tokenizer, load_model
 
-    if isinstance(prompts, (str, Path)) and (Path(prompts).exists() or ":" in str(prompts)):
+    text = str(prompts) if isinstance(prompts, (str, Path)) else ""
+    # one string is a source when it is a path, suite:SPLIT or a hub id (owner/name, no spaces); else a prompt
+    if text and (Path(text).exists() or text.startswith("suite:") or ("/" in text and " " not in text)):
         records = load_prompts(str(prompts))
     else:
         items = [prompts] if isinstance(prompts, str) or (isinstance(prompts, list) and prompts
