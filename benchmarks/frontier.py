@@ -171,14 +171,12 @@ def main() -> None:
     contexts = [{"constraints": e.constraints} for e in suite]
     ids = [e.metadata["id"] for e in suite]
     points: list[Point] = []
-    if "bon" in methods:
-        points += run_bon(sampler, reward, prompts, contexts, args)
-    if "qalign" in methods:
-        points += run_qalign(sampler, reward, prompts, contexts, args)
-    if "deal" in methods:
-        points += run_deal(sampler, reward, prompts, contexts, args)
-    if "spec_reject" in methods:
-        points += run_spec_reject(sampler, reward, prompts, contexts, args)
+    runners = {"bon": run_bon, "qalign": run_qalign, "deal": run_deal, "spec_reject": run_spec_reject}
+    for name, run in runners.items():
+        if name in methods:
+            if sampler.prefix_cache is not None:  # every method starts cold: no KV left by the one before
+                sampler.prefix_cache.clear()
+            points += run(sampler, reward, prompts, contexts, args)
     points += run_policies(args.policy, reward, prompts, contexts, args)
     wall, load_after = time.perf_counter() - t_start, _uptime()
     md = table(points)
