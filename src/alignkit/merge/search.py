@@ -78,7 +78,7 @@ def self_positioning(loss_of_params: Callable[[dict[str, Tensor]], Tensor], base
                               "set a box")
         trace.append([step, [round(x, 8) for x in lam.detach().tolist()], float(loss.detach())])
         if log and (step % 10 == 0 or step == steps):
-            log(f"step {step}: λ={[round(x, 4) for x in lam.detach().tolist()]} L={float(loss):.6f}")
+            log(f"step {step}: λ={[round(x, 4) for x in lam.detach().tolist()]} L={float(loss.detach()):.6f}")
         if step == steps:
             break
         loss.backward()
