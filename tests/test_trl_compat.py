@@ -465,7 +465,9 @@ def test_wheel_installs_without_the_makefile(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}  # no PYTHONPATH to the source tree
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600,
+                   env=env, cwd=tmp_path)
     # the new venv sees the test venv's packages (torch etc.) through a path entry, which does not run that
     # venv's .pth files, so its editable alignkit stays out: alignkit comes only from the wheel (installed first:
     # pip would take the test venv's alignkit metadata for an installed alignkit)
@@ -474,7 +476,6 @@ def test_wheel_installs_without_the_makefile(tmp_path: Path) -> None:
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "zz_parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
     where = subprocess.run([str(py), "-c", "import alignkit, alignkit.cli; print(alignkit.__file__)"], check=True,
                            capture_output=True, text=True, env=env, cwd=tmp_path).stdout
     assert str(venv) in where
