@@ -29,7 +29,7 @@ _NEG = -1e30
                     paper="Wang et al. 2024, HelpSteer2: Open-source dataset for training top-performing reward "
                           "models (SteerLM 2.0)")
 def steerlm2(lp: LogProbs) -> tuple[Tensor, Metrics]:
-    """SteerLM 2.0 (module docstring). No hyperparameters. Worked (spec §7): ℓ^A = [−0.5, −2, −1, −3],
+    """SteerLM 2.0 (module docstring). No hyperparameters, so no defaults to set. Worked (spec §7): ℓ^A = [−0.5, −2, −1, −3],
     ℓ^P = [−20, −18, −25, −15], ℓ^{Q'} = [−19, −17, −24, −16], S_θ = [−19.5, −16.5, −24.5, −15.5],
     |y| = [10, 8, 12, 6] → L = 0.206728, KL(w‖b) = 0.389065."""
     valid = lp.item_mask.bool() if lp.item_mask is not None else torch.ones_like(lp.policy, dtype=torch.bool)
