@@ -487,7 +487,7 @@ def test_describe_objectives_rows() -> None:
     assert rows["kto"]["needs_extras"] == ["kl"] and rows["bco"]["stateful"]
     assert "state" not in rows["bco"]["defaults"]
     assert {r["name"] for r in describe_objectives("listwise")} == {
-        "lipo_lambda", "listmle", "listnet", "pair_logistic", "pair_hinge", "pro", "aft"}
+        "lipo_lambda", "listmle", "listnet", "pair_logistic", "pair_hinge", "pro", "aft", "steerlm2", "w2s_confidence"}
 
 
 def test_unknown_objective_names_the_choices() -> None:

@@ -79,7 +79,8 @@ def logconf_loss(logits: Tensor, weak_probs: Tensor, step_frac: float = 1.0, *, 
                           "Ye et al. 2024 (safety/toxicity/legal)")
 def w2s_confidence(lp: LogProbs, aux_coef: float = 0.5, warmup_frac: float = 0.1, ramp: str = "step",
                    total_calls: int = 0, state: dict[str, Any] | None = None) -> tuple[Tensor, Metrics]:
-    """Weak-to-strong auxiliary confidence loss over two label completions (module docstring)."""
+    """Weak-to-strong auxiliary confidence loss over two label completions (spec §9.3; module docstring):
+    L = mean_batch CE(z, (1 − α_t)·q + α_t·ŝ). Defaults: aux_coef 0.5, warmup_frac 0.1, ramp "step" (the code's)."""
     if lp.policy.ndim != 2 or lp.policy.shape[1] < 2:
         raise ConfigError(f"w2s_confidence needs lists of label completions, [B, K>=2]; got shape "
                           f"{tuple(lp.policy.shape)}")
