@@ -12,7 +12,7 @@ import yaml
 from alignkit.cli import main
 from alignkit.data.suite import suite_records
 
-COMPUTE_KEYS = {"forward_tokens", "generated_tokens", "reward_calls"}
+COMPUTE_KEYS = {"forward_tokens", "generated_tokens", "reward_calls", "cached_tokens"}  # cached: issue 18
 
 
 @pytest.fixture(scope="module")
