@@ -195,7 +195,8 @@ def run_qalign(sampler: HFSampler, reward: Any, prompts: list[Any], contexts: li
                 accepted += r.info["chain_texts"][step] == sampler.decode(pre) + o.text
             init = r.compute.minus(_sum(o.compute for _, o in props))  # the initial sample's share
             c = Compute(init.forward_tokens + step_cost.forward_tokens,
-                        init.generated_tokens + step_cost.generated_tokens, t + 1)
+                        init.generated_tokens + step_cost.generated_tokens, t + 1,
+                        init.cached_tokens + step_cost.cached_tokens)
             comps.append(c)
             rewards.append(r.info["chain_rewards"][t])
             texts.append(r.info["chain_texts"][t])
