@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from alignkit.decode.kv_buffer import grow_layers
 from alignkit.decode.prefix_cache import row_kv, supported
 from alignkit.decode.sampler import Sample
 
@@ -87,13 +88,29 @@ def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]]
     cached = [0] * len(contexts)
     waiting = deque(range(len(contexts)))
     group = max(1, sp.max_batch_rows // n)
-    alive: list[int] = []  # batch position -> row id
+    # A finished row stays in the batch (computed, ignored) until `slack` rows have finished: dropping rows or
+    # merging new ones copies every layer's KV, so compacting once per `slack` finished rows instead of once per
+    # row trades a few idle rows' matmul for far fewer whole-cache copies (docs/benchmarks.md, sampler rows).
+    slack = max(n, sp.max_batch_rows // 8)
+    slots: list[int | None] = []  # batch position -> row id; None once that row finished
     cache: Any = None
     mask = last_pos = logits = None
     mergeable = True
     while True:
-        take = min(len(waiting), (sp.max_batch_rows - len(alive)) // n if alive else group)
-        if take > 0 and (not alive or mergeable):
+        live = [b for b, r in enumerate(slots) if r is not None]
+        dead = len(slots) - len(live)
+        if dead and (not live or dead >= slack):
+            if not live:
+                slots, cache = [], None
+            else:  # drop finished rows from the cache: no compute on dead rows
+                sel = torch.tensor(live, device=sp.device)
+                cache.batch_select_indices(sel)
+                mask, last_pos, logits = mask[sel], last_pos[sel], logits[sel]
+                slots = [slots[b] for b in live]
+                if mergeable:
+                    mask = _trim(cache, mask)
+        take = min(len(waiting), (sp.max_batch_rows - len(slots)) // n if slots else group)
+        if take > 0 and (not slots or mergeable):
             idx = [waiting.popleft() for _ in range(take)]
             lg, c2, m2, p2, proc, hit = sp._prefill([contexts[i] for i in idx], [len(contexts[i]) - 1 for i in idx])
             lg = lg[:, -1]
@@ -102,40 +119,47 @@ def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]]
             if n > 1:  # one prompt encoding shared by n samples
                 c2.batch_repeat_interleave(n)
                 lg, m2, p2 = lg.repeat_interleave(n, dim=0), m2.repeat_interleave(n, dim=0), p2.repeat_interleave(n, 0)
-            new_rows = [i * n + j for i in idx for j in range(n)]
-            if alive:
+            new_rows: list[int | None] = [i * n + j for i in idx for j in range(n)]
+            if slots:
                 mask = _merge(cache, mask, c2, m2)
                 logits, last_pos = torch.cat([logits, lg]), torch.cat([last_pos, p2])
-                alive = alive + new_rows
+                slots = slots + new_rows
             else:
-                cache, mask, logits, last_pos, alive = c2, m2, lg, p2, new_rows
+                cache, mask, logits, last_pos, slots = c2, m2, lg, p2, new_rows
             mergeable = supported(cache)
-        if not alive:
+            if mergeable:
+                grow_layers(cache)
+        live = [b for b, r in enumerate(slots) if r is not None]
+        if not live:
             break
-        logits_f = logits.float()
+        logits_f = (logits if len(live) == len(slots) else logits[torch.tensor(live, device=sp.device)]).float()
         raw = torch.log_softmax(logits_f, dim=-1)
         if temperature == 0:
             tok = raw.argmax(dim=-1)
-            chosen_lp = torch.zeros(len(alive))
+            chosen_lp = torch.zeros(len(live))
         else:
             if temperature == 1.0 and top_p >= 1.0 and not top_k:
                 logq = raw  # the raw distribution already: skip a second softmax
             else:
                 logq = torch.log_softmax(truncate(logits_f / temperature, top_p, top_k), dim=-1)
             # Gumbel-max with each row's own generator: robust to the tiny float differences between a batched
-            # and an unbatched forward (inverse-CDF sampling over a 50k cumsum is not)
-            u = torch.stack([torch.rand(logq.shape[-1], generator=gens[r]) for r in alive]).to(logq.device)
-            gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
-            tok = (logq + gumbel).argmax(dim=-1)
+            # and an unbatched forward (inverse-CDF sampling over a 50k cumsum is not). In place: the noise of
+            # 128 rows x 49k tokens is 25 MB, and fresh buffers per op cost more than the arithmetic.
+            gumbel = torch.empty(logq.shape, dtype=torch.float32)
+            for i, b in enumerate(live):
+                gumbel[i].uniform_(generator=gens[slots[b]])  # the stream torch.rand(V, generator=...) gives
+            gumbel = gumbel.clamp_(min=1e-20, max=1 - 1e-7).log_().neg_().log_().neg_().to(logq.device)
+            tok = gumbel.add_(logq).argmax(dim=-1)
             chosen_lp = logq.gather(-1, tok[:, None]).squeeze(-1).cpu()
         tok_raw = raw.gather(-1, tok[:, None]).squeeze(-1).cpu().tolist()
         tok_list = tok.cpu().tolist()
-        keep: list[int] = []
-        for b, r in enumerate(alive):
-            t = tok_list[b]
+        for i, b in enumerate(live):
+            r = slots[b]
+            assert r is not None
+            t = tok_list[i]
             tokens[r].append(t)
-            raw_lps[r].append(tok_raw[b])
-            sample_lp[r] += float(chosen_lp[b])
+            raw_lps[r].append(tok_raw[i])
+            sample_lp[r] += float(chosen_lp[i])
             if t in sp.eos_ids:
                 finish[r] = "eos"
             elif stop and any(s in sp.tokenizer.decode(tokens[r][-tail_tokens:]) for s in stop):
@@ -143,23 +167,17 @@ def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]]
             elif len(tokens[r]) == budgets[r // n]:
                 finish[r] = "length"
             else:
-                keep.append(b)
                 continue
+            slots[b] = None
             if sp.prefix_cache is not None and mergeable:  # the row's KV covers its context and every token fed back
                 sp.prefix_cache.store(contexts[r // n] + tokens[r][:-1], row_kv(cache, b, mask[b]))
-        if not keep:
-            alive, cache = [], None
+        if all(r is None for r in slots):
             continue
-        if len(keep) < len(alive):  # drop finished rows from the cache: no compute on dead rows
-            sel = torch.tensor(keep, device=sp.device)
-            cache.batch_select_indices(sel)
-            mask, last_pos, tok = mask[sel], last_pos[sel], tok[sel]
-            alive = [alive[b] for b in keep]
-            if mergeable:
-                mask = _trim(cache, mask)
-        mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=mask.dtype, device=mask.device)], dim=1)
+        feed = tok if len(live) == len(slots) else torch.zeros(len(slots), dtype=tok.dtype).index_copy_(
+            0, torch.tensor(live), tok.cpu()).to(tok.device)  # finished rows are fed a dummy token
+        mask = torch.cat([mask, torch.ones((len(slots), 1), dtype=mask.dtype, device=mask.device)], dim=1)
         last_pos = last_pos + 1
-        out = sp.model(input_ids=tok[:, None], attention_mask=mask, position_ids=last_pos[:, None],
+        out = sp.model(input_ids=feed[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                        use_cache=True, **{sp._cache_kw: cache})
         cache = cache_of(out)
         logits = out.logits[:, -1]

@@ -139,8 +139,10 @@ def supported(cache: Any) -> bool:
     """True when every layer of a transformers cache is a plain full-attention `DynamicLayer`."""
     from transformers.cache_utils import DynamicLayer
 
+    from alignkit.decode.kv_buffer import GrowLayer
+
     layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+    return bool(layers) and all(type(layer) in (DynamicLayer, GrowLayer) for layer in layers)
 
 
 def past_from_entries(hits: Sequence[tuple[int, KV | None]], device: torch.device
