@@ -80,9 +80,9 @@ def test_rollout_score_passes_token_ids(tiny) -> None:
     model, tok = tiny
     reward = Seq2SeqReward(model, tok, reduce="sum")
     ids = [[tok.eos_token_id], [5, 6, tok.eos_token_id]]
-    scores, _, info = score(reward, [PromptExample("Hi")], ["", "xy"], 2, ids)
-    assert [len(t) for t in info["token_rewards"]] == [1, 3]  # 1:1 with the sampled tokens
-    assert scores == [sum(t) for t in info["token_rewards"]]
+    got = score(reward, [PromptExample("Hi")], ["", "xy"], 2, ids)
+    assert [len(t) for t in got.token_scores] == [1, 3]  # 1:1 with the sampled tokens
+    assert got.scores == [sum(t) for t in got.token_scores]
     reward.check_vocabulary(tok)
 
 
@@ -99,5 +99,5 @@ def test_cli_build_train_and_load(tmp_path) -> None:
                  "--set", "objective_args.per_sequence=true", "--set", "progress=false"]) == 0
     reward = load_reward(f"seq2seq:{run / 'final'}:B")
     res = reward(["Q0?"], ["good 0"])
-    assert reward.variant == "B" and len(res.info["token_rewards"][0]) >= 2
+    assert reward.variant == "B" and len(res.token_scores[0]) >= 2
     assert -1.0 <= res.scores[0] <= 1.0

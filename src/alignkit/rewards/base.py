@@ -19,11 +19,17 @@ from alignkit.errors import RewardError
 
 @dataclass
 class RewardResult:
-    """Scores (one float per completion) and optional per-completion attributes (e.g. per-constraint results)."""
+    """Scores (one float per completion) and optional per-completion attributes (e.g. per-constraint results).
+
+    A token reward (e.g. the seq2seq RM) also fills `token_scores`, one float per completion token, with `scores`
+    their sequence reduction; it declares `token_level = True` to receive the policy's sampled token ids as
+    `context["completion_token_ids"]`, so the values align 1:1 with those tokens (online RL, `rl.dense`).
+    """
 
     scores: list[float]
     attributes: list[dict[str, Any]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    token_scores: list[list[float]] | None = None
 
 
 @runtime_checkable
@@ -57,7 +63,24 @@ def check_result(name: str, result: Any, n: int) -> RewardResult:
     result.scores = scores
     if result.attributes is not None and len(result.attributes) != n:
         raise RewardError(f"reward '{name}' returned {len(result.attributes)} attribute rows for {n} completions")
+    if result.token_scores is not None:
+        result.token_scores = _check_token_scores(name, result.token_scores, n)
     return result
+
+
+def _check_token_scores(name: str, rows: Any, n: int) -> list[list[float]]:
+    if isinstance(rows, str) or not isinstance(rows, Sequence) or len(rows) != n:
+        raise RewardError(f"reward '{name}' returned token scores that are not one list per completion ({n})")
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            vals = [float(v) for v in row]
+        except (TypeError, ValueError) as e:
+            raise RewardError(f"reward '{name}' returned non-numeric token scores for completion {i}") from e
+        if not all(math.isfinite(v) for v in vals):
+            raise RewardError(f"reward '{name}' returned a non-finite token score for completion {i}")
+        out.append(vals)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

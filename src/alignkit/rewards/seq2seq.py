@@ -13,9 +13,9 @@ y_<d, then diverges at d). r_t = +c⁺ for t < d; for t ≥ d, r_t = −c⁻ whe
 
 `Seq2SeqReward` is a token reward: `score_tokens(prompts, completions)` gives one reward per completion token,
 and as a Reward its scores are their mean (`reduce="mean"`, length-neutral, the spec's GRPO/RLOO default) or sum,
-with the token rewards in `RewardResult.info["token_rewards"]`. Online RL passes the sampled token ids
-(`completion_token_ids`) so the rewards align 1:1 with the policy's tokens (RM and policy must share the
-tokenizer; the vocabulary sizes are checked).
+with the token rewards in `RewardResult.token_scores` (the Reward protocol's per-token field). Online RL passes the
+sampled token ids (`completion_token_ids`) so the rewards align 1:1 with the policy's tokens (RM and policy must
+share the tokenizer: `check_vocabulary`) and uses them per `objective_args.token_rewards` (`rl.dense`).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class Seq2SeqReward:
     def __call__(self, prompts: Sequence[Prompt], completions: Sequence[str], **context: Any) -> RewardResult:
         toks = self.score_tokens(prompts, completions, context.get("completion_token_ids"))
         red = [(sum(t) / max(len(t), 1)) if self.reduce == "mean" else float(sum(t)) for t in toks]
-        return RewardResult(red, info={"token_rewards": toks})
+        return RewardResult(red, token_scores=toks)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> Seq2SeqReward:

@@ -17,6 +17,10 @@ LSC (spec objectives.md §8, Wang et al. 2024): `reward_transform: log_sigmoid` 
 reference policy once, before the first update, and reduces each reward's scores with `reward_ref_statistic`
 (mean, median or qQ; the paper's choice is unstated, spec §14, so the library's median); `reward_ref: group`
 takes the statistic of the step's own G samples of the prompt instead (no extra sampling, but r_ref moves with π).
+
+Token rewards (spec wave2_feedback_safety.md §3.3, rl.dense): a reward that returns per-token values (the seq2seq RM)
+is used through its sequence score (`token_rewards: sequence`, the spec's GRPO/RLOO default) or token by token
+(`token_rewards: dense`: per-token advantages, returns-to-go of group-centred token rewards).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class OnlineArgs:
     loss_type: str = ""  # grpo/grpo_loo: token (bnpo) | sequence (grpo) | dr_grpo; "" = bnpo for grpo, else sequence
     scale_rewards: str = ""  # grpo: group | batch | none (Dr. GRPO); "" = group for grpo
     normalize_advantages: bool = False  # rloo, grpo_loo: whiten advantages over the batch
+    token_rewards: str = "sequence"  # sequence (advantage of the sequence score) | dense (per-token; rl.dense)
     # logging
     log_samples_every: int = 1  # write the step's rollouts to samples.jsonl every N steps (0 = never)
     samples_per_log: int = 8  # how many rollouts per logged step
@@ -88,6 +93,8 @@ class OnlineArgs:
             raise ConfigError("objective_args.temperature must be > 0 for on-policy sampling")
         if self.scale_rewards not in ("", "group", "batch", "none"):
             raise ConfigError(f"objective_args.scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+        if self.token_rewards not in ("sequence", "dense"):
+            raise ConfigError(f"objective_args.token_rewards must be sequence or dense, got {self.token_rewards!r}")
         if self.reward_transform not in ("none", "log_sigmoid"):
             raise ConfigError(f"objective_args.reward_transform must be none or log_sigmoid, got {self.reward_transform!r}")
         if self.reward_ref not in REFERENCE_SOURCES:

@@ -89,8 +89,9 @@ def _check_inputs(logps: Tensor, advantages: Tensor, mask: Tensor, epsilon_low: 
     """Shape and clipping checks shared by the token- and sequence-level losses; returns epsilon_high."""
     if logps.shape != mask.shape:
         raise ConfigError(f"log-probs {tuple(logps.shape)} and mask {tuple(mask.shape)} differ in shape")
-    if advantages.shape != logps.shape[:1]:
-        raise ConfigError(f"advantages {tuple(advantages.shape)} must have one entry per sequence ({logps.shape[0]})")
+    if advantages.shape != logps.shape[:1] and advantages.shape != logps.shape:
+        raise ConfigError(f"advantages {tuple(advantages.shape)} must have one entry per sequence ({logps.shape[0]}) "
+                          f"or per token {tuple(logps.shape)}")
     epsilon_high = epsilon_low if epsilon_high is None else epsilon_high
     if epsilon_low < 0 or epsilon_high < 0:
         raise ConfigError("clipping epsilons must be >= 0")
@@ -101,7 +102,8 @@ def policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old_logps: T
                 ref_logps: Tensor | None = None, beta: float = 0.04, epsilon_low: float = 0.2,
                 epsilon_high: float | None = None, aggregation: str = "token",
                 max_completion_length: int | None = None, normalizer: float | None = None) -> LossOutput:
-    """The clipped surrogate + β·k3 loss over per-token log-probs `[N, T]` (see module docstring).
+    """The clipped surrogate + β·k3 loss over per-token log-probs `[N, T]` (see module docstring); `advantages`
+    is `[N]` (Â_i broadcast to the tokens) or `[N, T]` (Â_{i,t}, dense token rewards).
 
     `old_logps=None` means π_old = π_θ.detach() (μ = 1). `ref_logps` is needed only when β > 0. Metrics are
     token-weighted over this call's tokens: `kl`, `clip_ratio` (low, high, total: tokens whose ratio left the
@@ -112,7 +114,8 @@ def policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old_logps: T
     old = logps.detach() if old_logps is None else old_logps.float()
     ratio = torch.exp(logps - old)
     clipped = ratio.clamp(1 - epsilon_low, 1 + epsilon_high)
-    adv = advantages.float().unsqueeze(1).detach()
+    # one advantage per sequence is broadcast to its tokens; dense rewards give one per token (rl.dense)
+    adv = (advantages.float() if advantages.dim() == 2 else advantages.float().unsqueeze(1)).detach()
     per_token = -torch.min(ratio * adv, clipped * adv)
     maskf = mask.float()
     ntok = maskf.sum().clamp(min=1.0)
@@ -156,6 +159,9 @@ def sequence_policy_loss(logps: Tensor, advantages: Tensor, mask: Tensor, *, old
     of sequences whose ratio left the trust region in the clipped direction), `ratio_mean` (per sequence).
     """
     epsilon_high = _check_inputs(logps, advantages, mask, epsilon_low, epsilon_high)
+    if advantages.dim() != 1:
+        raise ConfigError("the per-sequence RLOO loss takes one advantage per completion; per-token advantages "
+                          "go through policy_loss (rl.dense)")
     maskf = mask.float()
     seq = (logps.float() * maskf).sum(-1)
     old = seq.detach() if old_logps is None else (old_logps.float() * maskf).sum(-1)

@@ -37,6 +37,7 @@ class Rollout:
     reward_info: dict[str, Any] = field(default_factory=dict)
     compute: Compute = field(default_factory=Compute)
     seconds: float = 0.0
+    token_rewards: list[list[float]] | None = None  # a token reward's per-token values (RewardResult.token_scores)
 
     @property
     def completions(self) -> list[str]:
@@ -59,14 +60,21 @@ def encode_prompts(sampler: Sampler, records: Sequence[PromptExample]) -> list[l
     return [list(enc(r.prompt, i)) for i, r in enumerate(records)]
 
 
+@dataclass
+class Scored:
+    scores: list[float]
+    parts: dict[str, list[float]]  # per component, for combined rewards
+    info: dict[str, Any]
+    token_scores: list[list[float]] | None = None
+
+
 def score(reward: Reward, records: Sequence[PromptExample], completions: Sequence[str], group_size: int,
-          token_ids: Sequence[Sequence[int]] | None = None
-          ) -> tuple[list[float], dict[str, list[float]], dict[str, Any]]:
+          token_ids: Sequence[Sequence[int]] | None = None) -> Scored:
     """Rewards for prompt-major completions; each prompt's references/constraints ride along as context.
 
     A token-level reward (`reward.token_level`, e.g. the seq2seq RM) also gets the sampled `completion_token_ids`,
-    so its per-token rewards (in `info["token_rewards"]`) align 1:1 with the policy's tokens; its scores are their
-    sequence reduction (GRPO/RLOO are sequence-level, spec wave2_feedback_safety.md §3.3)."""
+    so its per-token rewards (`token_scores`) align 1:1 with the policy's tokens; its scores are their sequence
+    reduction (how RL uses either: `objective_args.token_rewards`, rl.dense)."""
     rows = [as_reward_record(r) for r in records for _ in range(group_size)]
     prompts, context = unpack_prompts(rows, {})
     if token_ids is not None and getattr(reward, "token_level", False):
@@ -79,7 +87,7 @@ def score(reward: Reward, records: Sequence[PromptExample], completions: Sequenc
         for k in names:
             if all(k in a for a in result.attributes):
                 parts[k] = [float(a[k]) for a in result.attributes]
-    return list(result.scores), parts, dict(result.info)
+    return Scored(list(result.scores), parts, dict(result.info), result.token_scores)
 
 
 def rollout(sampler: Sampler, reward: Reward, records: Sequence[PromptExample], *, group_size: int,
@@ -98,12 +106,11 @@ def rollout(sampler: Sampler, reward: Reward, records: Sequence[PromptExample], 
         from alignkit.rl.lsc import fit_group_references
 
         fit_group_references(group_references, records, [s.text for s in samples], group_size)
-    scores, parts, info = score(reward, records, [s.text for s in samples], group_size,
-                                [s.token_ids for s in samples])
+    got = score(reward, records, [s.text for s in samples], group_size, [s.token_ids for s in samples])
     compute = sampler.compute.minus(before)
     compute.reward_calls += len(samples)
-    return Rollout(list(records), group_size, prompt_ids, samples, torch.tensor(scores, dtype=torch.float32),
-                   parts, info, compute, time.perf_counter() - start)
+    return Rollout(list(records), group_size, prompt_ids, samples, torch.tensor(got.scores, dtype=torch.float32),
+                   got.parts, got.info, compute, time.perf_counter() - start, got.token_scores)
 
 
 @dataclass

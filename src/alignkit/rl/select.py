@@ -49,7 +49,7 @@ def select_prompts(sampler: Sampler, reward: Reward, records: Sequence[PromptExa
             chunk = records[start:start + batch_size]
             out = sampler.sample([r.prompt for r in chunk], n=1, max_new_tokens=max_new_tokens,
                                  temperature=temperature, top_p=top_p, seed=seed + start)
-            got, _, _ = score(reward, chunk, [g[0].text for g in out], 1)
+            got = score(reward, chunk, [g[0].text for g in out], 1).scores
             scores.extend(got)
     if mode == "random":
         kept = sorted(random.Random(seed).sample(range(len(records)), num))

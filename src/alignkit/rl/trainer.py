@@ -10,7 +10,8 @@ One step, top to bottom:
    otherwise π_old is the detached policy itself) and π_ref (only when β > 0: LoRA adapters off, a separate
    model, or none); every log-prob is of softmax(logits / T), T the rollout temperature (rl.logps, as TRL);
 4. advantages per prompt group (GRPO: group-relative; RLOO: leave-one-out on r − β·Σ_t(log π_old − log π_ref),
-   the paper's KL-in-reward; GRPO-LOO: leave-one-out on r; spec objectives.md §9.1);
+   the paper's KL-in-reward; GRPO-LOO: leave-one-out on r; spec objectives.md §9.1), or per token from a token
+   reward's per-token values with `token_rewards: dense` (rl.dense);
 5. μ passes over the batch, each one optimiser step over `grad_accum` micro-batches of `batch_size` prompts, loss
    normalised by the whole batch's token/sequence count so micro-batching does not change it (GRPO: per-token
    clipped ratio + β·k3; RLOO: one clipped ratio per completion, no KL term; rl.losses);
@@ -37,11 +38,20 @@ from alignkit.config import save_config
 from alignkit.data.records import PromptExample, prompt_text
 from alignkit.decode.sampler import seed_for
 from alignkit.errors import ConfigError, TrainingError
-from alignkit.rewards.base import Reward
+from alignkit.rewards.base import Reward, reward_name
 from alignkit.rewards.combine import LogSigmoidTransform
 from alignkit.rl.advantages import compute_advantages, group_stats
 from alignkit.rl.config import OnlineArgs, online_args
 from alignkit.rl.data import load_prompts
+from alignkit.rl.dense import (
+    Advantages,
+    advantage_abs,
+    check_token_rewards,
+    dense_advantages,
+    masked_rows,
+    micro_advantages,
+    sample_advantage,
+)
 from alignkit.rl.logps import tempered_logps
 from alignkit.rl.losses import LossOutput, policy_loss, sequence_kl, sequence_policy_loss
 from alignkit.rl.rollout import Rollout, TokenBatch, rollout, rollout_batch
@@ -129,6 +139,7 @@ class Prepared:
     refs: list[Tensor | None]
     olds: list[Tensor | None]  # None: π_old = the detached policy (μ = 1)
     seq_kl: Tensor | None = None  # RLOO: Σ_t (log π_old − log π_ref) per sample, flat [P·G]
+    token_kl: list[list[float]] | None = None  # RLOO with dense token rewards: (log π_old − log π_ref) per token
 
 
 class OnlineTrainer:
@@ -168,6 +179,8 @@ class OnlineTrainer:
         elif tokenizer is None:
             raise ConfigError("pass the tokenizer together with the model")
         self.tokenizer = tokenizer
+        if self.args.token_rewards == "dense" and hasattr(self.reward, "check_vocabulary"):
+            self.reward.check_vocabulary(tokenizer)  # token rewards align 1:1 only under the policy's tokenizer
         self.lora = cfg.lora.enabled or hasattr(model, "disable_adapter")  # a peft model passed in counts too
         mode = resolve_mode(cfg.reference, needs_reference=self.beta != 0.0, lora=self.lora, batch_pairs=False,
                             token_level=True)
@@ -260,7 +273,7 @@ class OnlineTrainer:
         refs = [self._reference_logps(b) for b in batches]
         kl_in_reward = self.cfg.objective == "rloo" and self.beta != 0.0
         olds: list[Tensor | None] = [None] * len(batches)
-        seq_kl = None
+        seq_kl, token_kl = None, None
         if self.args.num_iterations > 1 or kl_in_reward:
             with torch.no_grad():
                 current = [self._token_logps(self.policy, b)[0] for b in batches]
@@ -269,13 +282,28 @@ class OnlineTrainer:
                     raise ConfigError("beta > 0 needs reference log-probs (set beta: 0 to train without a reference)")
                 seq_kl = torch.cat([sequence_kl(o, r, m) for o, r, m in zip(current, refs, masks, strict=True)
                                     if r is not None]).cpu()
+                if self.args.token_rewards == "dense":
+                    token_kl = [row for o, r, m in zip(current, refs, masks, strict=True) if r is not None
+                                for row in masked_rows((o - r).float().cpu(), m.cpu())]
             if self.args.num_iterations > 1:
                 olds = list(current)
-        return Prepared(chunks, batches, masks, refs, olds, seq_kl)
+        return Prepared(chunks, batches, masks, refs, olds, seq_kl, token_kl)
+
+    def _advantages(self, ro: Rollout, prep: Prepared) -> Advantages:
+        a = self.args
+        if a.token_rewards == "dense":
+            tokens = check_token_rewards(ro.token_rewards, [s.token_ids for s in ro.samples], reward_name(self.reward))
+            return dense_advantages(tokens, a.num_generations, self.cfg.objective, scale=a.resolved_scale(),
+                                    normalize=a.normalize_advantages, token_kl=prep.token_kl, beta=self.beta)
+        return compute_advantages(ro.rewards, a.num_generations, self.cfg.objective, scale=a.resolved_scale(),
+                                  normalize=a.normalize_advantages, seq_kl=prep.seq_kl, beta=self.beta)
 
     def _loss(self, logps: Tensor, mask: Tensor, adv: Tensor, k: int, prep: Prepared, normalizer: float
               ) -> LossOutput:
         a = self.args
+        if self.cfg.objective == "rloo" and adv.dim() == 2:  # dense: a clipped ratio per token, Σ_t then mean_i
+            return policy_loss(logps, adv, mask, old_logps=prep.olds[k], beta=0.0, epsilon_low=a.epsilon,
+                               epsilon_high=a.epsilon_high, aggregation="dr_grpo", normalizer=normalizer)
         if self.cfg.objective == "rloo":
             return sequence_policy_loss(logps, adv, mask, old_logps=prep.olds[k], epsilon_low=a.epsilon,
                                         epsilon_high=a.epsilon_high, normalizer=normalizer)
@@ -283,7 +311,7 @@ class OnlineTrainer:
                            epsilon_low=a.epsilon, epsilon_high=a.epsilon_high, aggregation=self.loss_type,
                            max_completion_length=a.max_new_tokens, normalizer=normalizer)
 
-    def _update(self, prep: Prepared, advantages: Tensor) -> dict[str, float]:
+    def _update(self, prep: Prepared, advantages: Advantages) -> dict[str, float]:
         """μ optimiser steps over the rollout batch."""
         device = self.accelerator.device
         n_tokens = float(sum(int(m.sum()) for m in prep.masks))
@@ -301,7 +329,8 @@ class OnlineTrainer:
                 sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.policy)
                 with sync:
                     logps, mask = self._token_logps(self.policy, b)
-                    out = self._loss(logps, mask, advantages[rows].to(device), k, prep, normalizer)
+                    out = self._loss(logps, mask, micro_advantages(advantages, rows, mask).to(device), k, prep,
+                                     normalizer)
                     self.accelerator.backward(out.loss)
                 total_loss += float(out.loss.detach())
                 # metrics averaged over micro-batches by their weight in the loss (sequences or tokens)
@@ -331,13 +360,13 @@ class OnlineTrainer:
             return t
         return self.accelerator.gather(t.to(self.accelerator.device)).cpu()
 
-    def _write_samples(self, path: Path, step: int, ro: Rollout, advantages: Tensor) -> None:
+    def _write_samples(self, path: Path, step: int, ro: Rollout, advantages: Advantages) -> None:
         with path.open("a", encoding="utf-8") as f:
             for k in range(min(len(ro.samples), self.args.samples_per_log)):
                 s = ro.samples[k]
                 f.write(json.dumps({"step": step, "prompt": prompt_text(ro.prompt_of(k).prompt),
                                     "completion": s.text, "reward": float(ro.rewards[k]),
-                                    "advantage": float(advantages[k]), "tokens": len(s.token_ids),
+                                    "advantage": sample_advantage(advantages, k), "tokens": len(s.token_ids),
                                     "finish_reason": s.finish_reason}, ensure_ascii=False) + "\n")
 
     # ------------------------------------------------------------------ loop
@@ -403,9 +432,7 @@ class OnlineTrainer:
                          group_references=group_refs)
             t1 = time.perf_counter()
             prep = self._prepare(ro)
-            advantages = compute_advantages(ro.rewards, args.num_generations, cfg.objective,
-                                            scale=args.resolved_scale(), normalize=args.normalize_advantages,
-                                            seq_kl=prep.seq_kl, beta=self.beta)
+            advantages = self._advantages(ro, prep)
             upd = self._update(prep, advantages)
             t2 = time.perf_counter()
             step += 1
@@ -417,7 +444,7 @@ class OnlineTrainer:
                 **group_stats(rewards, args.num_generations),
                 "completion_length": float(lengths.mean()), "completion_length_max": float(lengths.max()),
                 "completion_length_min": float(lengths.min()), "frac_truncated": float(truncated.mean()),
-                "advantage_abs": float(advantages.abs().mean()),
+                "advantage_abs": advantage_abs(advantages),
             }
             for name, vals in ro.reward_parts.items():
                 rec[f"reward/{name}"] = float(self._gather(torch.tensor(vals)).mean())
