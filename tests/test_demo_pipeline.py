@@ -23,7 +23,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = DemoConfig(model="tiny-random", output_dir=str(root / "run"), train_prompts=str(prompts),
                      test_prompts=str(prompts), n_train_prompts=8, n_test_prompts=4, n_samples=4,
-                     max_new_tokens=16, epochs=1.0, gen_batch_size=8, qalign_steps=2,
+                     max_new_tokens=16, epochs=1.0, gen_batch_size=8, qalign_steps=2, n_strategy_prompts=2,
                      require_eos=False, rounds=2)  # the random model seldom ends by EOS
     run_demo(cfg, log=lambda _m: None)
     return root / "run"
@@ -41,6 +41,16 @@ def test_every_stage_writes_a_run_directory(demo_dir: Path) -> None:
     # round 2 sampled from round 1's model
     assert json.loads((demo_dir / "data-r2" / ".done").read_text())["policy"] == \
         json.loads((demo_dir / "rft-r1" / ".done").read_text())["model"]
+
+
+def test_strategies_run_on_the_first_test_prompts_paired_with_the_base(demo_dir: Path) -> None:
+    base = [json.loads(line)["id"] for line in (demo_dir / "base" / "samples.jsonl").read_text().splitlines()]
+    for stage in ("bon", "qalign"):
+        ids = [json.loads(line)["id"] for line in (demo_dir / stage / "samples.jsonl").read_text().splitlines()]
+        assert ids == base[:2]
+        headline = json.loads((demo_dir / stage / "eval.json").read_text())
+        assert headline["constraint_accuracy"]["n"] == 2 and headline["paired_vs_baseline"]["constraint_accuracy"]
+    assert "| prompts |" in (demo_dir / "report.md").read_text()
 
 
 def test_report_has_every_section(demo_dir: Path) -> None:

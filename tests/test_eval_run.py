@@ -126,6 +126,26 @@ def test_cli_generates_resumes_and_estimates_kl(tmp_path: Path, prompts: Path) -
     assert row["constraint_accuracy"] is not None and row["kl"] is not None
 
 
+def test_kl_scores_the_sampled_tokens_against_the_reference(tmp_path: Path, prompts: Path) -> None:
+    """The policy's side of the KL is the log-prob recorded while sampling: it equals the teacher-forced log-prob of
+    the same token ids, and only the reference is run again, on those token ids (EOS included)."""
+    from alignkit.decode.hf import HFSampler
+    from alignkit.models import load_model
+
+    cfg = EvalConfig(model="tiny-random", prompts=str(prompts), reward="csr", reference_model="tiny-random:2:32",
+                     temperature=1.0, max_new_tokens=8, n_resamples=100, output_dir=str(tmp_path / "run"))
+    kl = evaluate(cfg)["kl"]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    texts = [r["prompt"] for r in rows]
+    ids = [r["token_ids"] for r in rows]
+    policy = [sum(x) for x in HFSampler(*load_model("tiny-random")).score_logprobs(texts, ids)]
+    reference = [sum(x) for x in HFSampler(*load_model("tiny-random:2:32")).score_logprobs(texts, ids)]
+    assert [r["logprob"] for r in rows] == pytest.approx(policy, abs=1e-3)
+    assert kl["value"] == pytest.approx(sum(p - q for p, q in zip(policy, reference, strict=True)) / len(rows), abs=1e-3)
+    assert kl["value"] > 0.01  # two different random models (near-uniform, so close)
+    assert kl["scored"].startswith("the sampled token ids")
+
+
 def _five_prompts(path: Path) -> Path:
     path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Tell me about {w}."}) + "\n"
                             for i, w in enumerate(("cats", "rain", "bread", "ships", "moss"))))

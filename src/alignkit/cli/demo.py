@@ -6,7 +6,7 @@ import argparse
 
 from alignkit.cli import add_command
 
-EXAMPLES = """  alignkit demo                         # full run: 2 RFT rounds of 80 train prompts, 64 test prompts
+EXAMPLES = """  alignkit demo                         # full run: 2 RFT rounds of 80 train prompts, 160 test prompts (48 for best-of-N and QAlign)
   alignkit demo --quick                 # smaller: 1 round of 32 train prompts, 16 test prompts
   alignkit demo --output-dir runs/demo2 --set n_test_prompts=64
   alignkit demo                         # after an interrupt: finished stages are skipped

@@ -193,7 +193,7 @@ def generate_samples(cfg: EvalConfig, prompts: list[PromptExample], out: Path, m
                         continue
                     s = samples[0]
                     row = {"id": _prompt_id(p, i), "prompt": p.prompt, "completion": s.text,
-                           "finish_reason": s.finish_reason, "logprob": s.logprob,
+                           "finish_reason": s.finish_reason, "logprob": s.logprob, "token_ids": list(s.token_ids),
                            "compute": {**per, "seconds": seconds / len(chunk)}, "strategy": "sample"}
                     done[row["id"]] = row
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -235,19 +235,28 @@ def _kl(cfg: EvalConfig, prompt_examples: list[PromptExample], rows: list[dict[s
         tokenizer: Any) -> dict[str, Any]:
     from alignkit.decode.hf import HFSampler
     from alignkit.evaluate.kl import kl_estimate
-    from alignkit.models import load_model
+    from alignkit.models import load_model, load_tokenizer
 
-    if model is None:
-        model, tokenizer = load_model(cfg.model)  # type: ignore[arg-type]
     ref_model, ref_tok = load_model(cfg.reference_model)  # type: ignore[arg-type]
     prompts = [p.prompt for p in prompt_examples]  # a --samples file need not repeat the prompts
-    completions = [r["completion"] for r in rows]
-    pol = [sum(x) for x in HFSampler(model, tokenizer).score_logprobs(prompts, completions)]
+    same_vocab = (tokenizer or load_tokenizer(cfg.model)).get_vocab() == ref_tok.get_vocab()  # type: ignore[arg-type]
+    if not cfg.samples and same_vocab and all("token_ids" in r and "logprob" in r for r in rows):
+        # This run sampled them at temperature 1, top_p 1: each row's `logprob` is already log π(y|x) of the
+        # sampled tokens (EOS included), so only the reference scores, the same token ids (no re-tokenisation).
+        completions: list[Any] = [r["token_ids"] for r in rows]
+        pol = [float(r["logprob"]) for r in rows]
+        scored = "the sampled token ids (EOS included); log pi from sampling"
+    else:
+        completions = [r["completion"] for r in rows]
+        if model is None:
+            model, tokenizer = load_model(cfg.model)  # type: ignore[arg-type]
+        pol = [sum(x) for x in HFSampler(model, tokenizer).score_logprobs(prompts, completions)]
+        scored = "the completion texts, re-tokenised"
     ref = [sum(x) for x in HFSampler(ref_model, ref_tok).score_logprobs(prompts, completions)]
     est = kl_estimate(pol, ref, seed=cfg.seed, n_resamples=cfg.n_resamples)
     return {**_est(est), "unit": "nats per sequence", "reference_model": cfg.reference_model,
             "estimator": "mean of log pi(y|x) - log pi_ref(y|x) over y sampled from the policy at temperature 1, "
-                         "top_p 1", "temperature": cfg.temperature, "top_p": cfg.top_p}
+                         "top_p 1", "scored": scored, "temperature": cfg.temperature, "top_p": cfg.top_p}
 
 
 def _est(e: Any) -> dict[str, Any]:

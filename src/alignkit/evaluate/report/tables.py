@@ -173,11 +173,12 @@ def summary_table(runs: Sequence[Run | str | Path]) -> list[dict[str, Any]]:
 
 def format_summary(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and string cells for display (estimates as `value [low, high]`)."""
-    header = ["run", "method", "constraint acc.", "Δ acc. vs base (paired)", "reward", "KL (nats)", "win rate",
-              "compute", "final loss"]
+    header = ["run", "method", "prompts", "constraint acc.", "Δ acc. vs base (paired)", "reward", "KL (nats)",
+              "win rate", "compute", "final loss"]
     body = []
     for r in rows:
-        cells = [r["run"], r["method"]]
+        n = next((r[k].n for k in ("constraint_accuracy", "reward") if r[k] is not None and r[k].n), None)
+        cells = [r["run"], r["method"], str(n) if n else "—"]
         for k in ESTIMATE_KEYS:
             e = r[k]
             cells.append(e.format(3, percent=k in ("constraint_accuracy", "win_rate")) if e is not None else "—")
