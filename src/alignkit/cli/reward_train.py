@@ -21,20 +21,26 @@ EXAMPLES = """\
       --set 'principles=[Be honest, Be concise]'                    # or a `principle` column per row
   alignkit reward train --objective critique --data critiqued_pairs.jsonl --output-dir runs/crm  # chosen_critique,
                                                                     # rejected_critique columns (MM-RLHF)
+  alignkit reward train --objective remodetect --model rm:runs/rm/final --data triplets.jsonl \
+      --set replay_data=replay.jsonl --output-dir runs/remodetect      # `alignkit safety remodetect-data`
 then: alignkit reward eval --reward rm:runs/rm/final --data held.jsonl --out-dir runs/rm-eval
 writes: config.yaml, metrics.jsonl, checkpoints/, final/ (the RM directory), summary.json, eval.json and
 reliability.png (with eval data: --eval-data or --set eval_split=0.1). A directory that holds a run is refused:
 rerun with --resume to continue it, or --overwrite to start again.
 """
 
+# = alignkit.rewards.training.config.OBJECTIVES, spelled out so that building the parser does not import torch
+RM_OBJECTIVES = ["bt", "regression", "more", "pal", "principle", "critique", "remodetect"]
+
 
 def add_train_parser(actions: argparse._SubParsersAction) -> None:
-    p = add_command(actions, "train", "Train a reward model (bt, regression, more, pal, principle).", EXAMPLES)
-    p.add_argument("--objective", choices=["bt", "regression", "more", "pal", "principle", "critique"],
-                   help="RM objective (default bt)")
+    p = add_command(actions, "train", "Train a reward model (bt, regression, more, pal, principle, critique, "
+                    "remodetect).", EXAMPLES)
+    p.add_argument("--objective", choices=RM_OBJECTIVES, help="RM objective (default bt)")
     p.add_argument("--model", help="backbone model spec, or an RM directory to continue (default "
                    "smollm2-135m-instruct)")
-    p.add_argument("--data", help="training data: pairs (bt/more/pal/principle) or scored rows (regression)")
+    p.add_argument("--data", help="training data: pairs (bt/more/pal/principle), scored rows (regression) or "
+                   "(LLM, mixed, human) lists (remodetect)")
     p.add_argument("--eval-data", help="held-out data of the same kind; evaluated during and after training")
     p.add_argument("--output-dir", help="run directory (default runs/reward)")
     p.add_argument("--tune", choices=["full", "lora", "head"], help="what trains (default full)")
@@ -58,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train_reward_model(cfg)
     print(f"trained a {cfg.objective} reward model for {result.steps} steps; RM directory: {result.final_dir}")
     if result.eval:
-        shown = {k: result.eval[k] for k in ("accuracy", "ece", "mse") if k in result.eval}
+        shown = {k: result.eval[k] for k in ("accuracy", "auroc", "ece", "mse") if k in result.eval}
         print(f"eval ({result.eval.get('examples')} examples): {json.dumps(shown)} -> "
               f"{result.run_dir / 'eval.json'}")
     print(f"score with: alignkit reward score --reward rm:{result.final_dir} ...")

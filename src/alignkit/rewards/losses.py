@@ -9,6 +9,7 @@
 * MORE (Zeng et al. 2023, arXiv 2312.07401): `min_norm_weights` (MGDA min-norm λ by Frank–Wolfe with exact line
   search), `more_task_weights` (momentum α on reward-head gradients, L2 normalisation, min-norm λ), `more_loss`
   (T · Σ_k λ_k Σ_{pairs∈k} −log σ(r_w − r_l) / total pairs; uniform λ = 1/T gives the plain mean).
+* `remodetect_loss`: ReMoDetect's triplet preference loss with the replay term (testtime_eval.md §B6).
 """
 
 from __future__ import annotations
@@ -148,3 +149,28 @@ def more_loss(chosen: Tensor, rejected: Tensor, task_ids: Tensor, lambdas: Tenso
     per_pair = -F.logsigmoid(chosen.float() - rejected.float())
     w = lambdas.detach().float().to(per_pair.device)[task_ids]
     return num_tasks * (w * per_pair).sum() / max(per_pair.numel(), 1)
+
+
+REMODETECT_LAMBDAS: tuple[float, float, float] = (0.35, 1.0, 0.35)  # (llm≻mixed), (llm≻human), (mixed≻human)
+
+
+def remodetect_loss(r_llm: Tensor, r_mixed: Tensor, r_human: Tensor, *,
+                    lambdas: Sequence[float] = REMODETECT_LAMBDAS, beta: float = 0.01, replay: Tensor | None = None,
+                    replay_orig: Tensor | None = None, l2_ratio: float = 0.01) -> tuple[Tensor, dict[str, float]]:
+    """ReMoDetect's triplet loss on `[B]` rewards (+ optional replay term); returns (loss, parts).
+
+    testtime_eval.md §B6 / wave2_selfalign_merge.md §9 (Lee et al., NeurIPS 2024; `scripts/train.py`): the mean
+    over the pairs (llm ≻ mixed), (llm ≻ human), (mixed ≻ human) of λ_ab · mean[−log σ(r_a − r_b) + β·½(r_a² +
+    r_b²)], plus l2_ratio · Σ (r_θ − r_orig)² over the replay batch (a sum, not a mean, as the code)."""
+    pairs = ((r_llm, r_mixed), (r_llm, r_human), (r_mixed, r_human))
+    terms = [lam * (-F.logsigmoid(a - b) + beta * 0.5 * (a ** 2 + b ** 2)).mean()
+             for lam, (a, b) in zip(lambdas, pairs, strict=True)]
+    loss = torch.stack(terms).mean()
+    parts = {f"pair{i}": float(t.detach()) for i, t in enumerate(terms)}
+    if replay is not None:
+        if replay_orig is None:
+            raise TrainingError("the replay term needs the frozen original model's rewards (replay_orig)")
+        reg = l2_ratio * ((replay - replay_orig.detach()) ** 2).sum()
+        parts["replay"] = float(reg.detach())
+        loss = loss + reg
+    return loss, parts

@@ -60,6 +60,13 @@ def with_principles(prompt: Prompt, principles: str | Sequence[str] | None) -> P
     return [{"role": "system", "content": block}, *messages]
 
 
+def encode_raw_text(tokenizer: Any, text: str, max_length: int) -> list[int]:
+    """The text alone, no template and no EOS, cut to max_length (ReMoDetect scores raw text, testtime_eval.md
+    §B6); an empty text reads as one EOS token so every sequence has a position to pool."""
+    ids = encode_completion(tokenizer, text, add_eos=False)
+    return ids[:max_length] or [tokenizer.eos_token_id]
+
+
 def supports_sequence_classification(config: Any) -> bool:
     return type(config) in AutoModelForSequenceClassification._model_mapping
 
@@ -214,8 +221,7 @@ class RewardModel:
         """Token ids the RM reads. `raw_text=True` (or an empty prompt) scores the completion text alone, as
         ReMoDetect does (testtime_eval.md B6)."""
         if self.raw_text or prompt is None or prompt == "":
-            ids = encode_completion(self.tokenizer, completion, add_eos=False)
-            return ids[: self.max_length] or [self.tokenizer.eos_token_id]
+            return encode_raw_text(self.tokenizer, completion, self.max_length)
         enc: Encoded = encode_example(self.tokenizer, with_principles(prompt, self.principles), completion,
                                       max_length=self.max_length, template=self.template)
         return enc.input_ids

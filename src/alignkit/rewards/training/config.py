@@ -12,10 +12,10 @@ from typing import Literal
 from alignkit.errors import ConfigError
 from alignkit.train.config import TrainConfig
 
-RMObjective = Literal["bt", "regression", "more", "pal", "principle", "critique"]
+RMObjective = Literal["bt", "regression", "more", "pal", "principle", "critique", "remodetect"]
 
 
-OBJECTIVES: tuple[str, ...] = ("bt", "regression", "more", "pal", "principle", "critique")
+OBJECTIVES: tuple[str, ...] = ("bt", "regression", "more", "pal", "principle", "critique", "remodetect")
 
 
 TASK_FIELDS = ("task", "source")
@@ -60,6 +60,13 @@ class RewardTrainConfig(TrainConfig):
     critique_weight: float = 1.0  # w_c, on the gold critiques' NLL
     critique_center_coef: float = 0.01  # c_ctr
     critique_tie_weight: float = 1.0  # ties: tie_weight·mean((r_c − r_r)²) (not in the released config)
+    # remodetect (ReMoDetect continual preference tuning, testtime_eval.md §B6, wave2_selfalign_merge.md §9; the
+    # released train.sh's values): triplet λ, β, and the replay term against the frozen original RM
+    remodetect_lambdas: list[float] = field(default_factory=lambda: [0.35, 1.0, 0.35])
+    remodetect_beta: float = 0.01
+    replay_data: str = ""  # texts for the replay term ("" = no replay term); rows with text or chosen/rejected
+    replay_l2_ratio: float = 0.01
+    replay_batch_size: int = 1  # one replay batch per step, of this many texts (the code: 1)
     # final evaluation
     eval_bins: int = 10
 
@@ -80,9 +87,16 @@ class RewardTrainConfig(TrainConfig):
         if self.attribute_weights and self.attributes and len(self.attribute_weights) != len(self.attributes):
             raise ConfigError(f"{len(self.attribute_weights)} attribute_weights for {len(self.attributes)} "
                               "attributes")
+        if len(self.remodetect_lambdas) != 3 or self.remodetect_beta < 0 or self.replay_l2_ratio < 0:
+            raise ConfigError("remodetect needs 3 remodetect_lambdas (llm≻mixed, llm≻human, mixed≻human), "
+                              "remodetect_beta ≥ 0 and replay_l2_ratio ≥ 0")
+        if self.replay_batch_size < 1:
+            raise ConfigError(f"replay_batch_size must be ≥ 1, got {self.replay_batch_size}")
+        if self.replay_data and self.objective != "remodetect":
+            raise ConfigError("replay_data is used by objective remodetect only")
         if self.eval_bins < 1:
             raise ConfigError(f"eval_bins must be ≥ 1, got {self.eval_bins}")
 
     @property
     def data_kind(self) -> str:
-        return "scored" if self.objective == "regression" else "pairwise"
+        return {"regression": "scored", "remodetect": "listwise"}.get(self.objective, "pairwise")

@@ -17,12 +17,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from alignkit.data.records import PairwiseExample, Prompt, ScoredExample
+from alignkit.data.records import ListwiseExample, PairwiseExample, Prompt, ScoredExample
 from alignkit.data.tokenize import TooLong, TruncationStats, encode_example, encode_prompt
 from alignkit.errors import ConfigError, DataError, TrainingError
 from alignkit.rewards.losses import LLAMA2_MARGINS
 from alignkit.rewards.model import (
     HELPSTEER2_ATTRIBUTES,
+    encode_raw_text,
     with_principles,
 )
 from alignkit.rewards.training.config import PRINCIPLE_FIELDS, TASK_FIELDS, USER_FIELDS, RewardTrainConfig
@@ -31,12 +32,14 @@ from alignkit.rewards.training.config import PRINCIPLE_FIELDS, TASK_FIELDS, USER
 @dataclass
 class RMData:
     """Tokenised RM training data. Pairwise objectives fill `chosen`/`rejected` (and `prompts` for PAL), the
-    regression objective `seqs`/`labels`. `groups` holds task ids (MORE) or user ids (PAL), −1 = unseen."""
+    regression objective `seqs`/`labels`; remodetect fills `chosen` (LLM text), `rejected` (human text) and
+    `middle` (the mixed text). `groups` holds task ids (MORE) or user ids (PAL), −1 = unseen."""
 
     objective: str
     chosen: list[list[int]] = field(default_factory=list)
     rejected: list[list[int]] = field(default_factory=list)
     prompts: list[list[int]] = field(default_factory=list)
+    middle: list[list[int]] = field(default_factory=list)
     seqs: list[list[int]] = field(default_factory=list)
     labels: list[list[float]] = field(default_factory=list)
     margins: list[float] = field(default_factory=list)
@@ -55,7 +58,8 @@ class RMData:
 
 @dataclass
 class RMBatch:
-    """One forward's worth of sequences. Pairwise: rows [0, B) chosen, [B, 2B) rejected, [2B, 3B) prompts (PAL)."""
+    """One forward's worth of sequences. Pairwise: rows [0, B) chosen, [B, 2B) rejected, [2B, 3B) prompts (PAL)
+    or mixed texts (remodetect)."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -95,6 +99,8 @@ def collate_rm(data: RMData, indices: Sequence[int], pad_id: int) -> RMBatch:
     rows = [data.chosen[i] for i in idx] + [data.rejected[i] for i in idx]
     if data.objective == "pal":
         rows += [data.prompts[i] for i in idx]
+    if data.objective == "remodetect":
+        rows += [data.middle[i] for i in idx]
     ids, att = pad_right(rows, pad_id)
     groups = torch.tensor([data.groups[i] for i in idx], dtype=torch.long) if data.groups else None
     margins = torch.tensor([data.margins[i] for i in idx], dtype=torch.float32) if data.margins else None
@@ -172,6 +178,13 @@ def tokenize_rm_records(records: Sequence[Any], cfg: RewardTrainConfig, tokenize
 
     for n, record in enumerate(tqdm(records, desc=desc, disable=len(records) < 256, leave=False)):
         where = f"record {n}"
+        if objective == "remodetect":
+            llm, mixed, human = remodetect_triplet(record, where)
+            limit = cfg.max_length or 1024  # as RewardModel(max_length=cfg.max_length or 1024) reads text
+            data.chosen.append(encode_raw_text(tokenizer, llm, limit))
+            data.middle.append(encode_raw_text(tokenizer, mixed, limit))
+            data.rejected.append(encode_raw_text(tokenizer, human, limit))
+            continue
         prompt: Prompt = record.prompt
         if objective == "principle":
             principle = _meta_value(record, _fields(cfg.principle_field, PRINCIPLE_FIELDS)) or cfg.principles
@@ -225,6 +238,62 @@ def tokenize_rm_records(records: Sequence[Any], cfg: RewardTrainConfig, tokenize
     return data
 
 
+TRIPLET_COLUMNS = (("llm", "mixed", "human"), ("pos", "perturb", "neg"))  # ours, and the released code's
+
+
+def remodetect_triplet(record: Any, where: str) -> tuple[str, str, str]:
+    """(llm, mixed, human) of a ReMoDetect listwise record: three completions ordered by their scores (highest =
+    LLM), so the list order alone never decides which text is human (`alignkit safety remodetect-data` writes
+    them with scores [2, 1, 0])."""
+    if not isinstance(record, ListwiseExample) or len(record.completions) != 3:
+        raise DataError("objective remodetect needs listwise records with exactly 3 completions (LLM, mixed, "
+                        "human text) and their scores; `alignkit safety remodetect-data` writes them",
+                        source=where, field="completions")
+    if len(set(record.scores)) != 3:
+        raise DataError(f"remodetect scores must be three distinct values (LLM > mixed > human), got "
+                        f"{record.scores}", source=where, field="scores")
+    order = sorted(range(3), key=lambda i: -record.scores[i])
+    llm, mixed, human = (record.completions[i] for i in order)
+    return llm, mixed, human
+
+
+def triplet_records(rows: Sequence[dict[str, Any]]) -> list[ListwiseExample]:
+    """Listwise records [llm, mixed, human] with scores [2, 1, 0]; columns by name (llm/mixed/human or the
+    code's pos/perturb/neg)."""
+    out = []
+    for i, row in enumerate(rows):
+        names = next((n for n in TRIPLET_COLUMNS if all(k in row for k in n)), None)
+        if names is None:
+            raise DataError("a ReMoDetect row needs columns llm, mixed, human (or pos, perturb, neg); the order "
+                            "of a list is never trusted", line=i + 1)
+        texts = [" ".join(str(row[k]).split()) for k in names]
+        if len(texts[0].split()) <= 1 or len(texts[2].split()) <= 1:
+            continue
+        out.append(ListwiseExample("", texts, [2.0, 1.0, 0.0], {"row": i}))
+    return out
+
+
+def read_replay_texts(path: str) -> list[str]:
+    """Replay texts for remodetect's regulariser: a `text` column, or both sides of `chosen`/`rejected` pairs
+    (the code samples HH-RLHF chosen + rejected), each after a string `prompt` when the row has one."""
+    from alignkit.data.io import read_rows
+
+    texts: list[str] = []
+    for line, row in read_rows(path)[1]:
+        keys = ["text"] if "text" in row else [k for k in ("chosen", "rejected") if k in row]
+        if not keys:
+            raise DataError("a replay row needs a text column, or chosen/rejected", source=path, line=line)
+        prompt = row.get("prompt") if keys != ["text"] else None
+        prefix = prompt + "\n" if isinstance(prompt, str) and prompt else ""
+        for k in keys:
+            if not isinstance(row[k], str) or not row[k].strip():
+                raise DataError("needs a non-empty string", source=path, line=line, field=k)
+            texts.append(prefix + row[k])
+    if not texts:
+        raise DataError("no replay texts", source=path)
+    return texts
+
+
 class RMSource:
     """`BatchSource` for `train_loop`: indices → RMBatch."""
 
@@ -265,17 +334,33 @@ def _read(path: str, cfg: RewardTrainConfig) -> list[Any]:
     """Records of the objective's kind; pairwise objectives also take ranked lists (auto-detected)."""
     from alignkit.data.io import read_records
 
+    if cfg.objective == "remodetect":
+        return _read_triplets(path)
     found = read_records(path, None if cfg.data_kind == "pairwise" else cfg.data_kind)
     return list(found.records)
+
+
+def _read_triplets(path: str) -> list[ListwiseExample]:
+    """remodetect data: rows with llm/mixed/human (or pos/perturb/neg) columns, or completions + scores; the prompt
+    is never fed (the RM reads the text alone), so rows need none."""
+    from alignkit.data.io import read_rows
+
+    rows = [row for _, row in read_rows(path)[1]]
+    if rows and all("completions" in r and "scores" in r for r in rows):
+        return [ListwiseExample("", list(r["completions"]), [float(x) for x in r["scores"]], {"row": i})
+                for i, r in enumerate(rows)]
+    try:
+        return triplet_records(rows)
+    except DataError as e:
+        raise DataError(e.reason, source=path, line=e.line, field=e.field) from e
 
 
 def as_rm_records(records: list[Any], cfg: RewardTrainConfig, source: str, say: Any = print) -> list[Any]:
     """Check the records' kind; for pairwise objectives, ranked lists become every pair with different scores
     (BT's listwise generalisation, spec §7.1: the mean over valid pairs; ties are excluded and counted)."""
     from alignkit.data.convert import listwise_to_pairwise
-    from alignkit.data.records import ListwiseExample
 
-    want = ScoredExample if cfg.data_kind == "scored" else PairwiseExample
+    want = {"scored": ScoredExample, "listwise": ListwiseExample}.get(cfg.data_kind, PairwiseExample)
     if cfg.data_kind == "pairwise" and records and all(isinstance(r, ListwiseExample) for r in records):
         pairs, stats = listwise_to_pairwise(records, "all-pairs")
         say(stats.summary())

@@ -1,5 +1,6 @@
 """The final evaluation of a trained reward model (`eval.json`): pairwise accuracy by task/user, ECE/ACE/MCE and a
-reliability diagram; per-attribute MSE for regression heads.
+reliability diagram; per-attribute MSE for regression heads; for remodetect, the pairs are (LLM, human) texts and
+the report adds the detection AUROC.
 """
 
 from __future__ import annotations
@@ -93,4 +94,9 @@ def evaluate_rm(module: RMTrainModule, data: RMData, cfg: RewardTrainConfig, pad
     cats = [data.group_names[g] if g >= 0 else "<unseen>" for g in data.groups] if data.groups else None
     report.update(_pair_report(pred[:, 0].tolist(), pred[:, 1].tolist(), cats, cfg.eval_bins, run_dir,
                                f"{cfg.objective} RM: pairwise calibration"))
+    if cfg.objective == "remodetect":  # detection AUROC, LLM text = 1, human text = 0 (testtime_eval.md §B6)
+        from alignkit.rewards.evaluate import auroc
+
+        n = pred.shape[0]
+        report["auroc"] = auroc(pred[:, 0].tolist() + pred[:, 1].tolist(), [1] * n + [0] * n)
     return report

@@ -32,13 +32,14 @@ from alignkit.rewards.training.data import (
     _read,
     as_rm_records,
     collate_rm,
+    read_replay_texts,
     resolve_attributes,
     tokenize_rm_records,
 )
 from alignkit.rewards.training.evaluate import evaluate_rm
 from alignkit.rewards.training.module import build_reward_model, merge_lora_backbone, prepare_trainable
 from alignkit.rewards.training.pal_reward import PALReward
-from alignkit.rewards.training.steps import DeviceStep, _make_step
+from alignkit.rewards.training.steps import DeviceStep, _make_step, replay_rewards
 from alignkit.rundir import locks_output_dir
 from alignkit.runtime import make_accelerator, seed_everything, split_eval
 from alignkit.train.checkpoint import prepare_from_config
@@ -152,7 +153,8 @@ def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None 
     accelerator.wait_for_everyone()
 
     state: dict[str, Any] = {}
-    step = DeviceStep(_make_step(cfg, names, attributes, state), device)
+    replay, replay_orig = _remodetect_replay(cfg, rm, module, pad_id, device, say)
+    step = DeviceStep(_make_step(cfg, names, attributes, state, replay, replay_orig, pad_id), device)
     source = (TaskBalancedSource(train_data, pad_id, cfg.batch_size) if cfg.objective == "more"
               else RMSource(train_data, pad_id))
     eval_bs = cfg.eval_batch_size or cfg.batch_size
@@ -199,6 +201,19 @@ def train_reward_model(cfg: RewardTrainConfig, *, records: Sequence[Any] | None 
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     accelerator.wait_for_everyone()
     return RewardTrainResult(run_dir, loop.steps, final_dir, report, summary, reward)
+
+
+def _remodetect_replay(cfg: RewardTrainConfig, rm: RewardModel, module: nn.Module, pad_id: int, device: Any,
+                       say: Any) -> tuple[list[list[int]], list[float]]:
+    """ReMoDetect's replay texts (encoded as the RM scores text: alone, no template) and the untrained module's
+    rewards of them (r_orig), before the first step; nothing for other objectives or without replay_data."""
+    if cfg.objective != "remodetect" or not cfg.replay_data:
+        return [], []
+    seqs = [rm.encode("", t) for t in read_replay_texts(cfg.replay_data)]
+    orig = replay_rewards(module, seqs, pad_id, cfg.eval_batch_size or cfg.batch_size, device)
+    say(f"replay: {len(seqs)} texts from {cfg.replay_data}, {cfg.replay_batch_size} per step, "
+        f"l2_ratio {cfg.replay_l2_ratio}")
+    return seqs, orig
 
 
 def _json_default(x: Any) -> Any:

@@ -1,6 +1,6 @@
 """One step class per reward-model objective: `step(model, batch, split) -> (loss, metrics, n_tokens)`, the
 `step_fn` contract of `alignkit.train.loop.train_loop` (spec objectives.md §7.1 BT, §7.2 regression, §7.3 MORE,
-§7.4 PAL-B). A new reward-model kind is one new class here plus one line in `_make_step`.
+§7.4 PAL-B; testtime_eval.md §B6 ReMoDetect). A new reward-model kind is one new class here plus one line in `_make_step`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alignkit.rewards.losses import bt_loss, more_loss, more_task_weights, regression_loss
+from alignkit.rewards.losses import bt_loss, more_loss, more_task_weights, regression_loss, remodetect_loss
 from alignkit.rewards.pal import pal_loss
 from alignkit.rewards.training.config import RewardTrainConfig
-from alignkit.rewards.training.data import RMBatch
+from alignkit.rewards.training.data import RMBatch, pad_right
 from alignkit.rewards.training.module import _parts
 
 StepResult = tuple[Tensor, dict[str, float], int]
@@ -107,6 +107,62 @@ class PALStep:
         return loss, _pair_metrics(logits[:, 0], logits[:, 1]), batch.n_tokens
 
 
+class ReMoDetectStep:
+    """ReMoDetect continual preference tuning (testtime_eval.md §B6, wave2_selfalign_merge.md §9): the triplet
+    loss on (LLM, mixed, human) texts, plus, on training steps, the replay term l2_ratio · Σ (r_θ − r_orig)² on
+    one replay batch per step. r_orig are the original RM's rewards of the replay texts, computed once before
+    training (`replay_rewards`): the same numbers a frozen copy would give, without a second model in memory.
+    The replay position lives in `state` (checkpointed by the loop, so a resumed run draws the same texts)."""
+
+    def __init__(self, lambdas: Sequence[float], beta: float, replay: Sequence[list[int]] = (),
+                 replay_orig: Sequence[float] = (), l2_ratio: float = 0.01, replay_batch_size: int = 1,
+                 pad_id: int = 0, state: dict[str, Any] | None = None) -> None:
+        if len(replay) != len(replay_orig):
+            raise ValueError("one original reward per replay text")
+        self.lambdas, self.beta, self.l2_ratio = list(lambdas), beta, l2_ratio
+        self.replay, self.replay_orig = list(replay), [float(x) for x in replay_orig]
+        self.replay_bs, self.pad_id = replay_batch_size, pad_id
+        self.state = state if state is not None else {}
+
+    def _replay_batch(self, model: nn.Module, device: Any) -> tuple[Tensor, Tensor]:
+        pos = int(self.state.get("replay_pos", 0))
+        idx = [(pos + j) % len(self.replay) for j in range(self.replay_bs)]
+        self.state["replay_pos"] = float((pos + self.replay_bs) % len(self.replay))
+        ids, att = pad_right([self.replay[i] for i in idx], self.pad_id)
+        scores = model(ids.to(device), att.to(device))["scores"][:, 0]
+        return scores, torch.tensor([self.replay_orig[i] for i in idx], device=device, dtype=scores.dtype)
+
+    def __call__(self, model: nn.Module, batch: RMBatch, split: str = "train") -> StepResult:
+        b = batch.n_pairs
+        r = model(batch.input_ids, batch.attention_mask, b)["scores"][:, 0]
+        r_llm, r_human, r_mixed = r[:b], r[b:2 * b], r[2 * b:3 * b]
+        replay = orig = None
+        if split == "train" and self.replay:
+            replay, orig = self._replay_batch(model, batch.input_ids.device)
+        loss, parts = remodetect_loss(r_llm, r_mixed, r_human, lambdas=self.lambdas, beta=self.beta,
+                                      replay=replay, replay_orig=orig, l2_ratio=self.l2_ratio)
+        metrics = _pair_metrics(r_llm, r_human)  # accuracy = P(r(LLM text) > r(human text))
+        metrics["accuracy_mixed"] = float((r_mixed > r_human).float().mean())
+        metrics.update(parts)
+        return loss, metrics, batch.n_tokens
+
+
+@torch.no_grad()
+def replay_rewards(model: nn.Module, seqs: Sequence[list[int]], pad_id: int, batch_size: int, device: Any
+                   ) -> list[float]:
+    """The (still original) module's rewards of the replay texts, in eval mode: ReMoDetect's r_orig."""
+    was = model.training
+    model.eval()
+    out: list[float] = []
+    try:
+        for s in range(0, len(seqs), batch_size):
+            ids, att = pad_right(list(seqs[s:s + batch_size]), pad_id)
+            out += model(ids.to(device), att.to(device))["scores"][:, 0].float().cpu().tolist()
+    finally:
+        model.train(was)
+    return out
+
+
 def _unwrap(model: nn.Module) -> Any:
     return getattr(model, "module", model)
 
@@ -121,8 +177,11 @@ class DeviceStep:
         return self.step(model, batch.to(self.device), split)
 
 
-def _make_step(cfg: RewardTrainConfig, names: Sequence[str], attributes: Sequence[str], state: dict[str, Any]
-               ) -> Any:
+def _make_step(cfg: RewardTrainConfig, names: Sequence[str], attributes: Sequence[str], state: dict[str, Any],
+               replay: Sequence[list[int]] = (), replay_orig: Sequence[float] = (), pad_id: int = 0) -> Any:
+    if cfg.objective == "remodetect":
+        return ReMoDetectStep(cfg.remodetect_lambdas, cfg.remodetect_beta, replay, replay_orig, cfg.replay_l2_ratio,
+                              cfg.replay_batch_size, pad_id, state)
     if cfg.objective in ("bt", "principle"):
         return BTStep(cfg.center_coef)
     if cfg.objective == "regression":
