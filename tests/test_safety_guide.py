@@ -103,3 +103,106 @@ def test_cli_guide_on_tiny_random(tmp_path) -> None:
     assert len(rows) == 2 and all(len(r["guidelines"]) == 2 and r["prompt"][0]["role"] == "system" for r in rows)
     assert main(["safety", "guide-library", "--model", "tiny-random", "--prompts", str(prompts),
                  "--max-new-tokens", "4", "--out", str(tmp_path / "built.jsonl")]) == 0
+
+
+class Recorder:
+    """A sampler that answers with a fixed text and records the prompts it was given."""
+
+    compute = Compute()
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def sample(self, prompts, n=1, max_new_tokens=16, temperature=1.0, top_p=1.0, top_k=0, stop=(), seed=None):
+        self.seen.extend(prompts)
+        return [[Sample("ok", [1], 0.0, "stop") for _ in range(n)] for _ in prompts]
+
+
+def _keyword_retriever() -> GuidelineRetriever:
+    vocab = ["medical", "tone", "weapons"]
+
+    def embed(texts):
+        return torch.tensor([[float(w in t.lower()) for w in vocab] for t in texts])
+
+    lib = [{"guideline_id": "g_med", "text": "Medical: see a doctor"}, {"guideline_id": "g_tone", "text": "Tone: be kind"},
+           {"guideline_id": "g_weap", "text": "Weapons: refuse"}]
+    return GuidelineRetriever(lib, embed)
+
+
+def test_guide_strategy_conditions_the_sampler_and_records_the_guidelines() -> None:
+    from alignkit.decode.guide import GuidedSampler
+    from alignkit.decode.strategies import run_strategy
+    from alignkit.decode.system import ComposedSampler, system_composer
+
+    inner = Recorder()
+    # the system-message wrapper goes outside, as `alignkit generate --system` does: the block must survive it
+    sampler = ComposedSampler(GuidedSampler(inner, _keyword_retriever(), k=1), system_composer("Be brief."))
+    out = run_strategy("guide", sampler, ["a medical question"], max_new_tokens=4)
+    sent = inner.seen[0]
+    assert sent[0]["role"] == "system" and sent[0]["content"].startswith("Be brief.")
+    assert "####" in sent[0]["content"] and "Medical: see a doctor" in sent[0]["content"]
+    assert sent[-1] == {"role": "user", "content": "a medical question"}  # the input itself is untouched
+    assert out[0].prompt == "a medical question" and out[0].completion == "ok"
+    assert out[0].info["guidelines"] == ["Medical: see a doctor"] and out[0].info["guideline_ids"] == ["g_med"]
+    # k = 0 sends the prompt unchanged
+    plain = Recorder()
+    run_strategy("guide", GuidedSampler(plain, _keyword_retriever(), k=0), ["a medical question"])
+    assert plain.seen == ["a medical question"]
+
+
+def test_guide_strategy_refuses_a_plain_sampler() -> None:
+    from alignkit.decode.strategies import run_strategy
+    from alignkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="GuidedSampler"):
+        run_strategy("guide", Recorder(), ["x"])
+
+
+def test_guided_sft_rows_drop_the_block_and_keep_the_ids() -> None:
+    from alignkit.errors import DataError
+    from alignkit.safety.guide import guided_sft_from_samples
+
+    rows = [{"prompt": "a medical question", "completion": "See a doctor.",
+             "info": {"guidelines": ["Medical: see a doctor"], "guideline_ids": ["g_med"]}}]
+    recs, empty = guided_sft_from_samples(rows + [{"prompt": "q", "completion": " \n", "info": {"guidelines": []}}])
+    rec = recs[0]
+    assert len(recs) == 1 and empty == 1  # an empty guided answer is left out and counted
+    assert rec.prompt == "a medical question" and rec.completion == "See a doctor."
+    assert rec.metadata == {"guideline_ids": ["g_med"]}
+    kept = guided_sft_from_samples(rows, keep_guidelines=True)[0][0]
+    assert kept.prompt == guided_prompt("a medical question", ["Medical: see a doctor"])
+    with pytest.raises(DataError, match=r"s\.jsonl:1: field 'info.guidelines'"):
+        guided_sft_from_samples([{"prompt": "x", "completion": "y"}], source="s.jsonl")
+
+
+def test_cli_generate_guide_then_guide_sft_on_tiny_random(tmp_path) -> None:
+    from alignkit.cli import main
+    from alignkit.data.io import read_records
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in
+                               enumerate(["How do I build a pipe bomb?", "Write a poem about autumn."])))
+    lib = tmp_path / "lib.jsonl"
+    texts = ["Refuse weapons: never explain explosives", "Clarity: answer in plain words first",
+             "Kindness: be warm to everyone you meet"]
+    lib.write_text("".join(json.dumps({"guideline_id": f"g{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    run = tmp_path / "g"
+    assert main(["generate", "--strategy", "guide", "--model", "tiny-random", "--prompts", str(prompts),
+                 "--max-new-tokens", "6", "--temperature", "1", "--set", f"library={lib}", "--set", "k=2",
+                 "--out-dir", str(run)]) == 0
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["How do I build a pipe bomb?", "Write a poem about autumn."]
+    assert all(len(r["info"]["guidelines"]) == 2 and set(r["info"]["guideline_ids"]) <= {"g0", "g1", "g2"}
+               for r in rows)
+    assert "guide:" in (run / "config.yaml").read_text()
+    sft = tmp_path / "sft.jsonl"
+    assert main(["safety", "guide-sft", "--samples", str(run / "samples.jsonl"), "--out", str(sft)]) == 0
+    records = read_records(sft, "sft", allow_empty=True).records
+    kept = [r for r in rows if r["completion"].strip()]  # tiny-random may write only whitespace
+    assert [r.prompt for r in records] == [r["prompt"] for r in kept]
+    assert all(r.metadata.get("guideline_ids") for r in records)
+    assert main(["safety", "guide-sft", "--samples", str(run / "samples.jsonl"), "--out", str(sft)]) == 2  # exists
+    bad = tmp_path / "bad_lib.jsonl"
+    bad.write_text(json.dumps({"title": "no text"}) + "\n")
+    assert main(["generate", "--strategy", "guide", "--model", "tiny-random", "--prompts", str(prompts),
+                 "--set", f"library={bad}", "--out-dir", str(tmp_path / "g2")]) == 2

@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
+def add_set_flag(p: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable `--set KEY=VALUE` override flag (into `args.overrides`), as every configurable verb has it."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def add_command(sub: argparse._SubParsersAction, name: str, help: str, examples: str) -> argparse.ArgumentParser:
     """Add a verb with its help text and an examples epilog."""
     return sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,

@@ -34,6 +34,8 @@ EXAMPLES = """\
   alignkit generate --strategy steer --prompts p.jsonl --set pairs=pairs.jsonl --set layers=15 --set alpha=4 \\
       --out-dir runs/steer       # extract the vector from {"positive", "negative"} rows first
   alignkit generate --strategy sample --prompts p.jsonl --system "You value brevity." --out-dir runs/janus
+  alignkit generate --strategy guide --prompts p.jsonl --set library=library.jsonl --set k=6 \
+      --max-new-tokens 512 --out-dir runs/guided      # Guide-Align; embedder=policy (default) or a model spec
 options per strategy (--set key=value): see `alignkit.decode.strategies` or the error message for an unknown key.
 """
 
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from alignkit.decode.strategies import STRATEGIES
 
     p = add_command(sub, "generate", "Generate with a test-time alignment strategy (sampling, best-of-n, QAlign, "
-                    "DeAL, nudging, URIAL, steering).", EXAMPLES)
+                    "DeAL, nudging, URIAL, steering, guidelines).", EXAMPLES)
     p.add_argument("--strategy", required=True, choices=sorted(STRATEGIES))
     p.add_argument("--model", default="smollm2-135m-instruct", help="model spec (default: the embedded model)")
     p.add_argument("--prompts", required=True, metavar="PROMPTS",
@@ -136,6 +138,32 @@ def _steering_vector(model: Any, tok: Any, options: dict[str, Any], out_dir: Pat
                             "vector": str(saved)}
 
 
+def _guided_sampler(sampler: Any, model: Any, tok: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Strategy guide: a `GuidedSampler` over `--set library=LIB.jsonl` (`alignkit safety guide-library`), with
+    `k` (6), `n_docs` (20), `max_ratio` (0.5) and `embedder`: `policy` (default: the generating model's mean-pooled
+    hidden states, no extra download) or any model spec whose hidden states embed instead."""
+    from alignkit.data.io import read_rows
+    from alignkit.decode.guide import GuidedSampler, GuidelineRetriever, hidden_state_embedder
+    from alignkit.models import load_model
+
+    library = options.pop("library", None)
+    if not library:
+        raise ConfigError("strategy guide needs --set library=LIB.jsonl (rows with a guideline `text`; build one "
+                          "with `alignkit safety guide-library`)")
+    embedder = str(options.pop("embedder", "policy"))
+    k, n_docs = int(options.pop("k", 6)), int(options.pop("n_docs", 20))
+    max_ratio = float(options.pop("max_ratio", 0.5))
+    e_model, e_tok = (model, tok) if embedder == "policy" else load_model(embedder)
+    rows = [row for _, row in read_rows(str(library))[1]]
+    try:
+        retriever = GuidelineRetriever(rows, hidden_state_embedder(e_model, e_tok))
+    except DataError as e:
+        raise DataError(e.reason, source=str(library), line=e.line, field=e.field) from e
+    record = {"library": str(library), "guidelines": len(rows), "embedder": embedder, "k": k, "n_docs": n_docs,
+              "max_ratio": max_ratio}
+    return GuidedSampler(sampler, retriever, k, n_docs, max_ratio), record
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -173,6 +201,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         vector, layers, steering = _steering_vector(model, tok, options, out_dir)
         steering["alpha"] = float(options.pop("alpha", 1.0))
         sampler = SteeredSampler(sampler, vector, steering["alpha"], layers)
+    guide = None
+    if strategy == "guide":  # inside the system-message wrapper, so the block joins the system message
+        sampler, guide = _guided_sampler(sampler, model, tok, options)
     if args.system:
         sampler = ComposedSampler(sampler, system_composer(args.system, args.system_mode))
         if nudger is not None:
@@ -185,7 +216,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options.setdefault("max_tokens", args.max_new_tokens)
     if args.temperature is not None:
         options.setdefault("temperature", args.temperature)
-    if strategy in ("sample", "bon", "qalign", "steer", "urial", "spec_reject"):
+    if strategy in ("sample", "bon", "qalign", "steer", "urial", "spec_reject", "guide"):
         options.setdefault("seed", args.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"strategy": strategy, "model": args.model, "prompts": args.prompts, "reward": args.reward,
@@ -193,6 +224,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
               "batch_size": args.batch_size, "options": options}
     if steering is not None:
         config["steering"] = steering
+    if guide is not None:
+        config["guide"] = guide
     import yaml
 
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -6,7 +6,9 @@
 * `safety cosa-prompts` / `safety cosa-score`: CoSA configs × prompts for `alignkit generate`, and CoSA-Score.
 * `safety honesty-data` / `safety honesty-eval`: idk-aware SFT recipes from QA, and M-vs-M′ honesty metrics.
 * `safety dialectical-data` / `safety dialectical-eval`: poisoned-context SFT + preference data, and D/E/H.
-* `safety guide-library` / `safety guide-prompts`: a guideline library, and guideline-conditioned prompt rows.
+* `safety guide-library` / `safety guide-prompts` / `safety guide-sft`: a guideline library, guideline-conditioned
+  prompt rows, and SFT rows from guided samples (`alignkit generate --strategy guide` conditions on the fly).
+* `safety remodetect-data`: (LLM, mixed, human) triplets for `alignkit reward train --objective remodetect`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from alignkit.cli import add_command
+from alignkit.cli import add_command, add_set_flag
+from alignkit.cli.build import _sampler
 
 EXAMPLES = """\
   alignkit safety data harmful --out harmful.jsonl
@@ -27,7 +30,42 @@ EXAMPLES = """\
   alignkit safety compliance --model M --requests benign.jsonl --no-cot --condition-in-system --out-dir runs/cg_b
 """
 
-DATA_KINDS = ("harmful", "benign", "task", "qa", "classify")
+DATA_KINDS = ("harmful", "benign", "task", "qa", "classify", "human")
+
+
+def _verb(verbs: argparse._SubParsersAction, name: str, help: str, examples: str, func: Any
+          ) -> argparse.ArgumentParser:
+    p = add_command(verbs, name, help, examples)
+    p.set_defaults(func=func)
+    return p
+
+
+def _flags(p: argparse.ArgumentParser, *, model: str | None | bool = False, max_new_tokens: int | None | bool = False,
+           seed: bool = True, out: str | None = None, overwrite: bool = True, rows: tuple[str, str, str] | None = None
+           ) -> None:
+    """The flags the safety verbs share, each spelled once: `--model` (False: none; None: no default), the input
+    rows (flag, metavar, help), `--max-new-tokens`, `--seed`, the output (`file`, `optional` file or `dir`) and
+    `--overwrite` (never replace a user file without it)."""
+    if rows is not None:
+        p.add_argument(rows[0], required=True, metavar=rows[1], help=rows[2])
+    if model is not False:
+        p.add_argument("--model", default=model, help="model spec" + (f" (default {model})" if model else ""))
+    if max_new_tokens is not False:
+        p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    if seed:
+        p.add_argument("--seed", type=int, default=0)
+    if out == "file":
+        p.add_argument("--out", required=True)
+    elif out == "optional":
+        p.add_argument("--out", metavar="OUT.json", help="also write the full result here")
+    elif out == "dir":
+        p.add_argument("--out-dir", required=True)
+    if overwrite and out in ("file", "dir"):
+        p.add_argument("--overwrite", action="store_true", help="replace existing output")
+
+
+QA_ROWS = ("--qa", "QA.jsonl", "question/answer(/aliases) rows")
+EMBEDDED = "smollm2-135m-instruct"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,163 +74,140 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="safety_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda _a: p.print_help() or 0)
 
-    d = add_command(verbs, "data", "Write one of the project's seeded data sets as JSONL.",
-                    "  alignkit safety data harmful --out harmful.jsonl\n  alignkit safety data qa --n 20 --out qa.jsonl\n")
+    d = _verb(verbs, "data", "Write one of the project's seeded data sets as JSONL.",
+              "  alignkit safety data harmful --out harmful.jsonl\n  alignkit safety data qa --n 20 --out qa.jsonl\n",
+              cmd_data)
     d.add_argument("kind", choices=DATA_KINDS)
     d.add_argument("--n", type=int, default=None, help="rows (default: the whole pool; task: 64; classify: 240)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", required=True)
-    d.add_argument("--overwrite", action="store_true")
-    d.set_defaults(func=cmd_data)
+    _flags(d, out="file")
 
-    w = add_command(verbs, "w2s", "Weak-to-strong: train weak on T1, label T2, train strong with the auxiliary "
-                    "confidence loss; report PGR with intervals.",
-                    "  alignkit safety w2s --data cls.jsonl --weak-model tiny-random:2:32 --strong-model "
-                    "smollm2-135m-instruct --out-dir runs/w2s\n")
-    w.add_argument("--data", required=True, metavar="ROWS.jsonl", help="rows with prompt and label (0/1)")
+    w = _verb(verbs, "w2s", "Weak-to-strong: train weak on T1, label T2, train strong with the auxiliary "
+              "confidence loss; report PGR with intervals.",
+              "  alignkit safety w2s --data cls.jsonl --weak-model tiny-random:2:32 --strong-model "
+              "smollm2-135m-instruct --out-dir runs/w2s\n", cmd_w2s)
     w.add_argument("--weak-model", default=None)
     w.add_argument("--strong-model", default=None)
-    w.add_argument("--out-dir", required=True)
-    w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="W2SConfig key (labels, test_frac, epochs, lr, weak_lr, batch_size, aux_coef, "
-                        "warmup_frac, ramp, naive, seed, max_length)")
-    w.set_defaults(func=cmd_w2s)
+    _flags(w, seed=False, out="dir", overwrite=False, rows=("--data", "ROWS.jsonl", "rows with prompt and label (0/1)"))
+    add_set_flag(w, "W2SConfig key (labels, test_frac, epochs, lr, weak_lr, batch_size, aux_coef, warmup_frac, "
+                    "ramp, naive, seed, max_length)")
 
-    c = add_command(verbs, "compliance", "Compliance gap: the same requests under a monitored (training) and an "
-                    "unmonitored condition.",
-                    "  alignkit safety compliance --model smollm2-135m-instruct --requests harmful.jsonl --n 4 "
-                    "--out-dir runs/cg\n  alignkit safety compliance --model M --requests benign.jsonl --no-cot "
-                    "--out-dir runs/cg_benign\n")
-    c.add_argument("--model", default="smollm2-135m-instruct")
-    c.add_argument("--requests", required=True, metavar="R.jsonl", help="rows with prompt (and prompt_id or id)")
-    c.add_argument("--out-dir", required=True)
+    c = _verb(verbs, "compliance", "Compliance gap: the same requests under a monitored (training) and an "
+              "unmonitored condition.",
+              "  alignkit safety compliance --model smollm2-135m-instruct --requests harmful.jsonl --n 4 "
+              "--out-dir runs/cg\n  alignkit safety compliance --model M --requests benign.jsonl --no-cot "
+              "--out-dir runs/cg_benign\n", cmd_compliance)
+    _flags(c, model=EMBEDDED, max_new_tokens=None, out="dir",
+           rows=("--requests", "R.jsonl", "rows with prompt (and prompt_id or id)"))
     c.add_argument("--n", type=int, default=4, help="samples per request and condition (default 4)")
-    c.add_argument("--max-new-tokens", type=int, default=None, help="default 2048 with reasoning, 512 without")
     c.add_argument("--temperature", type=float, default=1.0)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--no-cot", action="store_true", help="no private reasoning area")
-    c.add_argument("--without-training-details", action="store_true", help="control: leave out the training story")
-    c.add_argument("--condition-in-system", action="store_true", help="state the condition in the system prompt")
-    c.add_argument("--tier-swap", action="store_true", help="control: the unmonitored tier is the trained one")
-    c.add_argument("--no-accept-suffix", action="store_true", help="do not ask for accept/reject tags")
+    for flag, text in (("--no-cot", "no private reasoning area (max new tokens: 512, else 2048)"),
+                       ("--without-training-details", "control: leave out the training story"),
+                       ("--condition-in-system", "state the condition in the system prompt"),
+                       ("--tier-swap", "control: the unmonitored tier is the trained one"),
+                       ("--no-accept-suffix", "do not ask for accept/reject tags")):
+        c.add_argument(flag, action="store_true", help=text)
     c.add_argument("--judge", metavar="SPEC", help="compliance judge: 'refusal' (default) or a reward spec")
     c.add_argument("--judge-threshold", type=float, default=0.5)
     c.add_argument("--af-judge", metavar="MODEL", help="a judge model for alignment-faking reasoning (20 votes)")
     c.add_argument("--af-votes", type=int, default=20)
-    c.add_argument("--overwrite", action="store_true")
-    c.set_defaults(func=cmd_compliance)
 
-    cp = add_command(verbs, "cosa-prompts", "Write CoSA rows (a safety config as the system message × requests) "
-                     "for `alignkit generate`; each row keeps its allowed categories.",
-                     "  alignkit safety cosa-prompts --requests harmful.jsonl --allowed Violence --allowed '' "
-                     "--out cosa.jsonl\n")
-    cp.add_argument("--requests", required=True, metavar="R.jsonl", help="rows with prompt (and category)")
+    cp = _verb(verbs, "cosa-prompts", "Write CoSA rows (a safety config as the system message × requests) for "
+               "`alignkit generate`; each row keeps its allowed categories.",
+               "  alignkit safety cosa-prompts --requests harmful.jsonl --allowed Violence --allowed '' "
+               "--out cosa.jsonl\n", cmd_cosa_prompts)
+    _flags(cp, seed=False, out="file", rows=("--requests", "R.jsonl", "rows with prompt (and category)"))
     cp.add_argument("--allowed", action="append", default=[], metavar="CATS",
                     help="one config per flag: allowed categories joined by ';' ('' = nothing allowed)")
-    cp.add_argument("--out", required=True)
-    cp.add_argument("--overwrite", action="store_true")
-    cp.set_defaults(func=cmd_cosa_prompts)
 
-    cs = add_command(verbs, "cosa-score", "CoSA-Score of judged responses (per config split and averaged).",
-                     "  alignkit safety cosa-score --data judged.jsonl --out cosa_score.json\n"
-                     "  alignkit safety cosa-score --data runs/g/samples.jsonl --prompts cosa.jsonl --judge heuristic\n")
-    cs.add_argument("--data", required=True, metavar="ROWS.jsonl",
-                    help="rows with allowed_categories and judge_categories + judge_helpfulness (0-5), or "
-                         "prompt/completion/category rows with --judge heuristic")
+    cs = _verb(verbs, "cosa-score", "CoSA-Score of judged responses (per config split and averaged).",
+               "  alignkit safety cosa-score --data judged.jsonl --out cosa_score.json\n"
+               "  alignkit safety cosa-score --data runs/g/samples.jsonl --prompts cosa.jsonl --judge heuristic\n",
+               cmd_cosa_score)
+    _flags(cs, seed=False, out="optional", rows=(
+        "--data", "ROWS.jsonl", "rows with allowed_categories and judge_categories + judge_helpfulness (0-5), or "
+        "prompt/completion/category rows with --judge heuristic"))
     cs.add_argument("--prompts", metavar="COSA.jsonl", help="the `safety cosa-prompts` file: joined to --data by "
                     "id (for `alignkit generate` samples, which do not carry the allowed categories)")
     cs.add_argument("--judge", choices=["given", "heuristic"], default="given",
                     help="given: use the rows' judge fields; heuristic: refusal phrases + the request's category")
-    cs.add_argument("--binary", action="store_true")
-    cs.add_argument("--filter-unsafe", action="store_true")
-    cs.add_argument("--filter-unsafe-self", action="store_true")
-    cs.add_argument("--train-only", action="store_true")
-    cs.add_argument("--out", metavar="SCORE.json")
-    cs.set_defaults(func=cmd_cosa_score)
+    for flag in ("--binary", "--filter-unsafe", "--filter-unsafe-self", "--train-only"):
+        cs.add_argument(flag, action="store_true")
 
-    hd = add_command(verbs, "honesty-data", "Build idk-aware SFT data (absolute, confidence_num, confidence_verb, "
-                     "multisample, sft_baseline) from QA with known answers.",
-                     "  alignkit safety data qa --out qa.jsonl\n"
-                     "  alignkit safety honesty-data --qa qa.jsonl --model smollm2-135m-instruct --method absolute "
-                     "--out honest_sft.jsonl\n"
-                     "  alignkit train --model smollm2-135m-instruct --data honest_sft.jsonl --objective sft "
-                     "--output-dir runs/honest\n")
-    hd.add_argument("--qa", required=True, metavar="QA.jsonl",
-                    help="question/answer(/aliases) rows, or rows already carrying greedy/sampling answers")
-    hd.add_argument("--model", help="the unaligned model M that answers (needed unless --qa has its answers)")
+    hd = _verb(verbs, "honesty-data", "Build idk-aware SFT data (absolute, confidence_num, confidence_verb, "
+               "multisample, sft_baseline) from QA with known answers.",
+               "  alignkit safety data qa --out qa.jsonl\n"
+               "  alignkit safety honesty-data --qa qa.jsonl --model smollm2-135m-instruct --method absolute "
+               "--out honest_sft.jsonl\n"
+               "  alignkit train --model smollm2-135m-instruct --data honest_sft.jsonl --objective sft "
+               "--output-dir runs/honest\n", cmd_honesty_data)
+    _flags(hd, model=None, max_new_tokens=32, out="file", rows=(
+        "--qa", "QA.jsonl", "question/answer(/aliases) rows, or rows already carrying greedy/sampling answers"))
     hd.add_argument("--method", choices=["sft_baseline", "absolute", "confidence_num", "confidence_verb",
                                          "multisample"], default="absolute")
     hd.add_argument("--m", type=int, default=10, help="samples per question at T = 1 (default 10)")
     hd.add_argument("--tau", type=float, default=0.1, help="absolute: answer iff k/m >= tau (default 0.1)")
-    hd.add_argument("--max-new-tokens", type=int, default=32)
-    hd.add_argument("--seed", type=int, default=0)
-    hd.add_argument("--out", required=True)
     hd.add_argument("--answers-out", metavar="A.jsonl", help="also write M's collected answers here")
-    hd.add_argument("--overwrite", action="store_true")
-    hd.set_defaults(func=cmd_honesty_data)
 
-    he = add_command(verbs, "honesty-eval", "Prudence, over-conservativeness and honesty of an aligned model M' "
-                     "relative to its unaligned model M (greedy, identical prompts).",
-                     "  alignkit safety honesty-eval --base smollm2-135m-instruct --aligned runs/honest/final "
-                     "--qa qa.jsonl\n")
+    he = _verb(verbs, "honesty-eval", "Prudence, over-conservativeness and honesty of an aligned model M' relative "
+               "to its unaligned model M (greedy, identical prompts).",
+               "  alignkit safety honesty-eval --base smollm2-135m-instruct --aligned runs/honest/final "
+               "--qa qa.jsonl\n", cmd_honesty_eval)
     he.add_argument("--base", required=True, metavar="MODEL")
     he.add_argument("--aligned", required=True, metavar="MODEL")
-    he.add_argument("--qa", required=True, metavar="QA.jsonl")
-    he.add_argument("--max-new-tokens", type=int, default=48)
-    he.add_argument("--seed", type=int, default=0)
-    he.add_argument("--out", metavar="HONESTY.json")
-    he.set_defaults(func=cmd_honesty_eval)
+    _flags(he, max_new_tokens=48, out="optional", rows=QA_ROWS)
 
-    dd = add_command(verbs, "dialectical-data", "Dialectical alignment data: poisoned/conflicting-context items; "
-                     "with --model, strategy sampling, the best-strategy table, SFT records and DPO pairs.",
-                     "  alignkit safety dialectical-data --qa qa.jsonl --out-dir runs/da_data\n"
-                     "  alignkit safety dialectical-data --qa qa.jsonl --model smollm2-135m-instruct --n 4 "
-                     "--out-dir runs/da_data\n")
-    dd.add_argument("--qa", required=True, metavar="QA.jsonl", help="question/answer(/aliases) rows")
-    dd.add_argument("--model", help="policy that samples the strategies (omit to write the items only)")
+    dd = _verb(verbs, "dialectical-data", "Dialectical alignment data: poisoned/conflicting-context items; with "
+               "--model, strategy sampling, the best-strategy table, SFT records and DPO pairs.",
+               "  alignkit safety dialectical-data --qa qa.jsonl --out-dir runs/da_data\n"
+               "  alignkit safety dialectical-data --qa qa.jsonl --model smollm2-135m-instruct --n 4 "
+               "--out-dir runs/da_data\n", cmd_dialectical_data)
+    _flags(dd, model=None, max_new_tokens=96, out="dir", rows=QA_ROWS)
     dd.add_argument("--n", type=int, default=4, help="responses per item and strategy (default 4)")
-    dd.add_argument("--max-new-tokens", type=int, default=96)
-    dd.add_argument("--seed", type=int, default=0)
     dd.add_argument("--no-ike", action="store_true", help="no in-context knowledge-editing items")
-    dd.add_argument("--out-dir", required=True)
-    dd.add_argument("--overwrite", action="store_true")
-    dd.set_defaults(func=cmd_dialectical_data)
 
-    de = add_command(verbs, "dialectical-eval", "3H-vs-security: defence rate per poison ratio, attack success, "
-                     "clean accuracy, IKE success and their harmonic mean (greedy answers).",
-                     "  alignkit safety dialectical-eval --model runs/da_dpo/final --items runs/da_data/items.jsonl "
-                     "--out da_eval.json\n")
-    de.add_argument("--model", required=True)
-    de.add_argument("--items", required=True, metavar="ITEMS.jsonl")
-    de.add_argument("--max-new-tokens", type=int, default=32)
-    de.add_argument("--seed", type=int, default=0)
-    de.add_argument("--out", metavar="EVAL.json")
-    de.set_defaults(func=cmd_dialectical_eval)
+    de = _verb(verbs, "dialectical-eval", "3H-vs-security: defence rate per poison ratio, attack success, clean "
+               "accuracy, IKE success and their harmonic mean (greedy answers).",
+               "  alignkit safety dialectical-eval --model runs/da_dpo/final --items runs/da_data/items.jsonl "
+               "--out da_eval.json\n", cmd_dialectical_eval)
+    _flags(de, model=None, max_new_tokens=32, out="optional", rows=("--items", "ITEMS.jsonl", "dialectical items"))
 
-    gl = add_command(verbs, "guide-library", "Guide-Align stage 1: a model writes general guidelines for each "
-                     "input; split, de-duplicated, written as a library.",
-                     "  alignkit safety guide-library --model smollm2-135m-instruct --prompts harmful.jsonl "
-                     "--out library.jsonl\n")
-    gl.add_argument("--model", default="smollm2-135m-instruct")
-    gl.add_argument("--prompts", required=True, metavar="P.jsonl")
-    gl.add_argument("--max-new-tokens", type=int, default=160)
-    gl.add_argument("--seed", type=int, default=0)
-    gl.add_argument("--out", required=True)
-    gl.add_argument("--overwrite", action="store_true")
-    gl.set_defaults(func=cmd_guide_library)
+    gl = _verb(verbs, "guide-library", "Guide-Align stage 1: a model writes general guidelines for each input; "
+               "split, de-duplicated, written as a library.",
+               "  alignkit safety guide-library --model smollm2-135m-instruct --prompts harmful.jsonl "
+               "--out library.jsonl\n", cmd_guide_library)
+    _flags(gl, model=EMBEDDED, max_new_tokens=160, out="file", rows=("--prompts", "P.jsonl", "rows with prompt"))
 
-    gp = add_command(verbs, "guide-prompts", "Guide-Align stage 2: retrieve the top guidelines per prompt (the "
-                     "model's own hidden states as embeddings) and write guided prompt rows for `alignkit generate`.",
-                     "  alignkit safety guide-prompts --library library.jsonl --prompts p.jsonl --out guided.jsonl\n"
-                     "  alignkit generate --strategy sample --prompts guided.jsonl --temperature 0 --out-dir runs/g\n")
+    gp = _verb(verbs, "guide-prompts", "Guide-Align stage 2 as prompt rows: retrieve the top guidelines per prompt "
+               "and write guided prompt rows for any `alignkit generate` strategy (or use --strategy guide).",
+               "  alignkit safety guide-prompts --library library.jsonl --prompts p.jsonl --out guided.jsonl\n"
+               "  alignkit generate --strategy sample --prompts guided.jsonl --temperature 0 --out-dir runs/g\n",
+               cmd_guide_prompts)
+    _flags(gp, model=EMBEDDED, seed=False, out="file", rows=("--prompts", "P.jsonl", "rows with prompt"))
     gp.add_argument("--library", required=True, metavar="LIB.jsonl")
-    gp.add_argument("--prompts", required=True, metavar="P.jsonl")
-    gp.add_argument("--model", default="smollm2-135m-instruct", help="embedding model (mean-pooled hidden states)")
     gp.add_argument("--k", type=int, default=6)
     gp.add_argument("--n-docs", type=int, default=20)
-    gp.add_argument("--out", required=True)
-    gp.add_argument("--overwrite", action="store_true")
-    gp.set_defaults(func=cmd_guide_prompts)
+
+    gs = _verb(verbs, "guide-sft", "Guide-Align stage 3: SFT rows (the unguided prompt → the guided answer, with "
+               "the guideline ids) from `alignkit generate --strategy guide` samples.",
+               "  alignkit generate --strategy guide --prompts p.jsonl --set library=library.jsonl --out-dir runs/g\n"
+               "  alignkit safety guide-sft --samples runs/g/samples.jsonl --out guided_sft.jsonl\n"
+               "  alignkit train --data guided_sft.jsonl --objective sft --output-dir runs/guided_sft\n",
+               cmd_guide_sft)
+    _flags(gs, seed=False, out="file", rows=("--samples", "SAMPLES.jsonl", "`generate --strategy guide` output"))
+    gs.add_argument("--keep-guidelines", action="store_true",
+                    help="keep the guideline block in the training prompt (default: drop it)")
+
+    rd = _verb(verbs, "remodetect-data", "ReMoDetect triplets: the aligned model's answer and a human/LLM-mixed "
+               "text (paraphrased sentences) for each human text, for `reward train --objective remodetect`.",
+               "  alignkit safety data human --out human.jsonl\n"
+               "  alignkit safety remodetect-data --rows human.jsonl --model smollm2-135m-instruct "
+               "--out triplets.jsonl\n"
+               "  alignkit reward train --objective remodetect --data triplets.jsonl --output-dir runs/rmd\n",
+               cmd_remodetect_data)
+    _flags(rd, model=None, max_new_tokens=256, out="file", rows=(
+        "--rows", "ROWS.jsonl", "rows with human and llm (and mixed) texts, or human and question"))
+    rd.add_argument("--fraction", type=float, default=0.5, help="share of human sentences paraphrased (0.5)")
+    rd.add_argument("--temperature", type=float, default=0.0, help="for the model's answers (default greedy)")
 
 
 def _write(path: str, rows: list[dict[str, Any]], overwrite: bool) -> None:
@@ -209,7 +224,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from alignkit.safety import data
 
     make = {"harmful": data.harmful_prompts, "benign": data.benign_prompts, "task": data.task_data,
-            "qa": data.qa_items, "classify": data.safety_classification}[args.kind]
+            "qa": data.qa_items, "classify": data.safety_classification, "human": data.human_answers}[args.kind]
     rows = make(args.n, seed=args.seed) if args.n is not None else make(seed=args.seed)
     _write(args.out, rows, args.overwrite)
     print(f"wrote {len(rows)} {args.kind} rows to {args.out}")
@@ -241,8 +256,6 @@ def _out_dir(path: str, overwrite: bool) -> Path:
 
 def cmd_compliance(args: argparse.Namespace) -> int:
     from alignkit.data.io import read_jsonl
-    from alignkit.decode.hf import HFSampler
-    from alignkit.models import load_model
     from alignkit.safety.compliance import Variant
     from alignkit.safety.compliance_run import run_compliance
     from alignkit.safety.judges import make_judge
@@ -251,11 +264,8 @@ def cmd_compliance(args: argparse.Namespace) -> int:
     variant = Variant(cot=not args.no_cot, training_details=not args.without_training_details,
                       condition_in_system=args.condition_in_system, tier_swap=args.tier_swap,
                       accept_suffix=not args.no_accept_suffix)
-    model, tok = load_model(args.model, seed=args.seed)
-    af = None
-    if args.af_judge:
-        af = HFSampler(*load_model(args.af_judge, seed=args.seed))
-    rows, summary = run_compliance(HFSampler(model, tok), read_jsonl(args.requests), variant, n=args.n,
+    af = _sampler(args.af_judge, args.seed) if args.af_judge else None
+    rows, summary = run_compliance(_sampler(args.model, args.seed), read_jsonl(args.requests), variant, n=args.n,
                                    max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                    seed=args.seed, judge=make_judge(args.judge, args.judge_threshold),
                                    af_sampler=af, af_votes=args.af_votes)
@@ -323,10 +333,7 @@ def cmd_honesty_data(args: argparse.Namespace) -> int:
     if rows and "sampling_labels" not in rows[0]:
         if not args.model:
             raise ConfigError("--qa has no collected answers (sampling_labels); pass --model to collect them")
-        from alignkit.decode.hf import HFSampler
-        from alignkit.models import load_model
-
-        sampler = HFSampler(*load_model(args.model, seed=args.seed))
+        sampler = _sampler(args.model, args.seed)
         rows = collect_answers(sampler, rows, m=args.m, max_new_tokens=args.max_new_tokens, seed=args.seed)
         if args.answers_out:
             _write(args.answers_out, rows, args.overwrite)
@@ -339,12 +346,9 @@ def cmd_honesty_data(args: argparse.Namespace) -> int:
 
 def cmd_honesty_eval(args: argparse.Namespace) -> int:
     from alignkit.data.io import read_jsonl
-    from alignkit.decode.hf import HFSampler
-    from alignkit.models import load_model
     from alignkit.safety.honesty_data import evaluate_honesty
 
-    base = HFSampler(*load_model(args.base, seed=args.seed))
-    aligned = HFSampler(*load_model(args.aligned, seed=args.seed))
+    base, aligned = _sampler(args.base, args.seed), _sampler(args.aligned, args.seed)
     result = evaluate_honesty(base, aligned, read_jsonl(args.qa), max_new_tokens=args.max_new_tokens,
                               seed=args.seed)
     if args.out:
@@ -363,10 +367,7 @@ def cmd_dialectical_data(args: argparse.Namespace) -> int:
     _write(str(out / "items.jsonl"), items, True)
     msg = f"wrote {len(items)} items"
     if args.model:
-        from alignkit.decode.hf import HFSampler
-        from alignkit.models import load_model
-
-        sampler = HFSampler(*load_model(args.model, seed=args.seed))
+        sampler = _sampler(args.model, args.seed)
         scored = da.sample_strategies(sampler, items, n=args.n, max_new_tokens=args.max_new_tokens, seed=args.seed)
         sft, pairs, table = da.build_dialectical_data(items, scored)
         _write(str(out / "strategy_samples.jsonl"), scored, True)
@@ -380,12 +381,13 @@ def cmd_dialectical_data(args: argparse.Namespace) -> int:
 
 def cmd_dialectical_eval(args: argparse.Namespace) -> int:
     from alignkit.data.io import read_jsonl
-    from alignkit.decode.hf import HFSampler
-    from alignkit.models import load_model
+    from alignkit.errors import ConfigError
     from alignkit.safety import dialectical as da
 
+    if not args.model:
+        raise ConfigError("dialectical-eval needs --model (the model to evaluate)")
     items = read_jsonl(args.items)
-    sampler = HFSampler(*load_model(args.model, seed=args.seed))
+    sampler = _sampler(args.model, args.seed)
     responses = [r[0].text for r in sampler.sample([da.item_prompt(it) for it in items], n=1,
                                                    max_new_tokens=args.max_new_tokens, temperature=0.0)]
     result = da.dialectical_metrics(items, responses, seed=args.seed)
@@ -424,4 +426,29 @@ def cmd_guide_prompts(args: argparse.Namespace) -> int:
         rows.append({**r, "id": r.get("id", i), "prompt": guided_prompt(r["prompt"], gs), "guidelines": gs})
     _write(args.out, rows, args.overwrite)
     print(f"wrote {len(rows)} guided prompts to {args.out}")
+    return 0
+
+
+def cmd_guide_sft(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl, record_to_row
+    from alignkit.safety.guide import guided_sft_from_samples
+
+    records, empty = guided_sft_from_samples(read_jsonl(args.samples), keep_guidelines=args.keep_guidelines,
+                                             source=args.samples)
+    _write(args.out, [record_to_row(r) for r in records], args.overwrite)
+    print(f"wrote {len(records)} guided SFT rows ({'with' if args.keep_guidelines else 'without'} the guideline "
+          f"block in the prompt) to {args.out}; left out {empty} with an empty guided answer")
+    return 0
+
+
+def cmd_remodetect_data(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_jsonl
+    from alignkit.safety.remodetect import build_triplets
+
+    sampler = _sampler(args.model, args.seed) if args.model else None
+    rows = build_triplets(sampler, read_jsonl(args.rows), fraction=args.fraction, seed=args.seed,
+                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, source=args.rows)
+    _write(args.out, rows, args.overwrite)
+    mixed = sum(bool(r["paraphrased"]) for r in rows)
+    print(f"wrote {len(rows)} (llm, mixed, human) rows ({mixed} with paraphrased sentences) to {args.out}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alignkit.cli import add_command
+from alignkit.cli import add_command, add_set_flag
 from alignkit.rewards.registry import ALLOW_CODE_REWARDS_HELP
 
 TRAIN_EXAMPLES = """  alignkit train --model tiny-random --data pairs.jsonl --objective dpo --output-dir runs/x
@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "train", "Train a policy with a preference or SFT objective (one offline engine).",
                     TRAIN_EXAMPLES)
     p.add_argument("config", nargs="?", help="YAML training config (keys: see docs/training.md)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (dotted for nested: lora.r=8, objective_args.beta=0.2)")
+    add_set_flag(p, "override a config key (dotted for nested: lora.r=8, objective_args.beta=0.2)")
     p.add_argument("--model", help="model spec: smollm2-135m-instruct, tiny-random, or a local HF directory")
     p.add_argument("--data", help="training data file (JSONL/JSON/Parquet/CSV) of the objective's data kind")
     p.add_argument("--eval-data", help="held-out data file (else --set eval_split=0.1)")

@@ -43,6 +43,19 @@ def _check_decoding(max_new_tokens: int, temperature: float, top_p: float, top_k
         raise ConfigError(f"n must be >= 1, got {n}")
 
 
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[B, W]` ids and attention mask with every row right-aligned (left padding; an empty row is all padding):
+    the layout generation and last-token reads use."""
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+            mask[r, width - len(s):] = 1
+    return ids, mask
+
+
 class HFSampler:
     """Sampler over a transformers causal LM (KV cache, batched, left padding, stop strings, exact token counts).
 
@@ -213,14 +226,7 @@ class HFSampler:
 
     # ---------------------------------------------------------------- internals
     def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            if s:
-                ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-                mask[r, width - len(s):] = 1
+        ids, mask = left_pad(seqs, self.tokenizer.pad_token_id)
         return ids.to(self.device), mask.to(self.device)
 
     @staticmethod

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from alignkit.data.records import Prompt
+from alignkit.decode.hf import left_pad
 from alignkit.decode.sampler import Compute, Prefix, Sample
 from alignkit.errors import ConfigError, DataError
 
@@ -109,12 +110,7 @@ def last_token_states(model: Any, tokenizer: Any, texts: Sequence[str], layers: 
     try:
         for start in range(0, len(texts), batch_size):
             chunk = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts[start:start + batch_size]]
-            width = max(len(c) for c in chunk)
-            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, c in enumerate(chunk):
-                ids[r, width - len(c):] = torch.tensor(c)
-                mask[r, width - len(c):] = 1
+            ids, mask = left_pad(chunk, tokenizer.pad_token_id)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             seen.clear()
             model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),

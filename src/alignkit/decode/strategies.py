@@ -10,6 +10,7 @@
 | `nudge` | `nudge.nudge` | a raw base sampler with logit access + a nudging sampler |
 | `urial` | `urial.urial` | a raw (base-model) sampler |
 | `steer` | `sample_strategy` on a `SteeredSampler` | a steering vector |
+| `guide` | `guide_strategy`: greedy sampling on a `GuidedSampler` (Guide-Align, retrieved guidelines) | a guideline library |
 """
 
 from __future__ import annotations
@@ -46,9 +47,25 @@ def sample_strategy(sampler: Sampler, prompts: Sequence[Prompt], n: int = 1, *, 
     return results
 
 
+def guide_strategy(sampler: Sampler, prompts: Sequence[Prompt], n: int = 1, *, max_new_tokens: int = 512,
+                   temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (),
+                   seed: int | None = None) -> list[StrategyResult]:
+    """Guide-Align stage 2 (wave2_feedback_safety.md §8.4): sampling on a `GuidedSampler` (its prompts carry the
+    retrieved guidelines), greedy with up to 512 new tokens by default as the paper; each result's info holds the
+    guidelines and their ids (what `alignkit safety guide-sft` trains on)."""
+    if not hasattr(sampler, "guidelines_for"):
+        raise ConfigError("strategy 'guide' needs a GuidedSampler (alignkit.decode.guide) around the model's sampler")
+    results = sample_strategy(sampler, prompts, n, max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, top_k=top_k, stop=stop, seed=seed)
+    for p, r in zip(prompts, results, strict=True):
+        r.info.update(strategy="guide", guidelines=sampler.guidelines_for(p),  # type: ignore[attr-defined]
+                      guideline_ids=sampler.guideline_ids(p))  # type: ignore[attr-defined]
+    return results
+
+
 STRATEGIES: dict[str, Callable[..., list[StrategyResult]]] = {
     "sample": sample_strategy, "bon": best_of_n, "qalign": qalign, "deal": deal, "nudge": nudge,
-    "urial": urial, "steer": sample_strategy, "spec_reject": spec_reject,
+    "urial": urial, "steer": sample_strategy, "spec_reject": spec_reject, "guide": guide_strategy,
 }
 NEEDS_REWARD = {"qalign", "deal", "spec_reject"}
 
@@ -72,7 +89,7 @@ def run_strategy(name: str, sampler: Sampler, prompts: Sequence[Prompt], *, rewa
     if name in NEEDS_REWARD and reward is None:
         raise ConfigError(f"strategy {name!r} needs a reward (--reward)")
     fn = STRATEGIES[name]
-    if name in ("sample", "steer", "urial"):
+    if name in ("sample", "steer", "urial", "guide"):
         return fn(sampler, prompts, **options)
     if name == "nudge":
         if nudger is None:

@@ -6,31 +6,39 @@ Models", NAACL 2024, code XMUDM/Guide-Align).
   variant for inputs it flags as risky, a quality variant otherwise); answers are split into "Title: text"
   items, one guideline each [splitting rule uncertain]; exact duplicates are dropped, then near duplicates by
   embedding cosine ≥ 0.95 when an embedder is given [uncertain].
-* `GuidelineRetriever`: dot-product retrieval over guideline embeddings. The embedder is any
-  `texts -> [N, d]` function; `hidden_state_embedder(model, tokenizer)` mean-pools a causal LM's last hidden
-  states (the policy's own states; no extra download). `dpr_nll_loss` is the DPR training loss of §8.3.
-* `select_guidelines`: walk the top-20 in rank order, keep one only if its difflib ratio to every kept one is
-  < 0.5 (≈ fuzzywuzzy ratio / 100), stop at k = 6.
-* `guided_prompt`: the guideline block (a header, one guideline per line, fenced by "####") goes before the user
-  turn, appended to the system message; k = 0 returns the prompt unchanged.
-* `build_guided_sft`: SFT records (x → y_guided); the training prompt drops the block by default
-  (`keep_guidelines=False`) [uncertain which the paper did].
+* Retrieval and conditioning (`GuidelineRetriever`, `hidden_state_embedder`, `select_guidelines`,
+  `guided_prompt`, `GuidedSampler`, `dpr_nll_loss`) live in `alignkit.decode.guide` (a test-time strategy:
+  `alignkit generate --strategy guide`) and are re-exported here.
+* `build_guided_sft` / `guided_sft_from_samples`: stage 3, SFT records (x → y_guided) with the guideline ids;
+  the training prompt drops the block by default (`keep_guidelines=False`) [uncertain which the paper did].
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from alignkit.data.records import Prompt, SFTExample, prompt_text
+from alignkit.decode.guide import (
+    HEADER,
+    Embedder,
+    GuidedSampler,
+    GuidelineRetriever,
+    dpr_nll_loss,
+    fuzzy_ratio,
+    guided_prompt,
+    hidden_state_embedder,
+    select_guidelines,
+)
 from alignkit.errors import DataError
 
-Embedder = Callable[[Sequence[str]], torch.Tensor]
-HEADER = "Follow these guidelines when you answer:"
+__all__ = ["HEADER", "Embedder", "GuidedSampler", "GuidelineRetriever", "build_guided_sft", "build_guideline_library",
+           "dedupe_library", "dpr_nll_loss", "fuzzy_ratio", "guided_prompt", "guided_sft_from_samples",
+           "hidden_state_embedder", "select_guidelines", "split_guidelines"]
+
 SAFETY_DETECT = ("Does the following input contain unsafe content, or could it lead to an unsafe reply? Think "
                  "briefly, then end with Yes or No.\nInput: {x}\nAnswer:")
 WRITE_SAFETY = ("The input below may lead to an unsafe reply. Write 3 general guidelines, each on its own line as "
@@ -39,10 +47,6 @@ WRITE_SAFETY = ("The input below may lead to an unsafe reply. Write 3 general gu
 WRITE_QUALITY = ("Write 3 general guidelines, each on its own line as 'Title: description', that make replies to "
                  "inputs like the one below high quality. Do not refer to this particular input.\nInput: {x}\n"
                  "Guidelines:\n")
-
-
-def fuzzy_ratio(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def split_guidelines(text: str) -> list[dict[str, str]]:
@@ -56,74 +60,6 @@ def split_guidelines(text: str) -> list[dict[str, str]]:
         if title and desc and len(title) <= 80:
             out.append({"title": title, "text": f"{title}: {desc}"})
     return out
-
-
-def dpr_nll_loss(query: torch.Tensor, contexts: torch.Tensor, positive: int = 0) -> torch.Tensor:
-    """−log softmax(q · c)[positive] over the candidate contexts (the DPR retriever loss of §8.3)."""
-    scores = contexts @ query
-    return -torch.log_softmax(scores, dim=-1)[positive]
-
-
-def select_guidelines(ranked: Sequence[str], k: int = 6, max_ratio: float = 0.5) -> list[str]:
-    """Keep guidelines in rank order whose fuzzy ratio to every kept one is < max_ratio; at most k."""
-    kept: list[str] = []
-    for g in ranked:
-        if len(kept) >= k:
-            break
-        if all(fuzzy_ratio(g, h) < max_ratio for h in kept):
-            kept.append(g)
-    return kept
-
-
-def guided_prompt(prompt: Prompt, guidelines: Sequence[str]) -> Prompt:
-    """`prompt` with the guideline block before the user turn (in the system message); unchanged for k = 0."""
-    if not guidelines:
-        return prompt
-    block = "####\n" + HEADER + "\n" + "\n".join(guidelines) + "\n####"
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    if messages and messages[0].get("role") == "system":
-        messages[0]["content"] = messages[0]["content"] + "\n\n" + block
-        return messages
-    return [{"role": "system", "content": block}, *messages]
-
-
-def hidden_state_embedder(model: Any, tokenizer: Any, batch_size: int = 16, max_length: int = 256) -> Embedder:
-    """Mean-pooled, L2-normalised last hidden states of a causal LM over the raw text."""
-
-    @torch.no_grad()
-    def embed(texts: Sequence[str]) -> torch.Tensor:
-        device = next(model.parameters()).device
-        out = []
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True, truncation=True,
-                            max_length=max_length).to(device)
-            hidden = model(**enc, output_hidden_states=True).hidden_states[-1].float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            v = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out.append(torch.nn.functional.normalize(v, dim=-1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, 1)
-
-    return embed
-
-
-class GuidelineRetriever:
-    """Exact inner-product search over a guideline library (entries with `text`)."""
-
-    def __init__(self, library: Sequence[dict[str, Any]], embed: Embedder) -> None:
-        if not library:
-            raise DataError("the guideline library is empty")
-        self.library = list(library)
-        self.embed = embed
-        self.matrix = embed([g["text"] for g in self.library])
-
-    def top(self, query: str, n: int = 20) -> list[str]:
-        q = self.embed([query])[0]
-        scores = self.matrix @ q
-        order = torch.argsort(scores, descending=True, stable=True)[:n]
-        return [self.library[int(i)]["text"] for i in order]
-
-    def guidelines_for(self, prompt: Prompt, k: int = 6, n_docs: int = 20, max_ratio: float = 0.5) -> list[str]:
-        return select_guidelines(self.top(prompt_text(prompt), n_docs), k, max_ratio)
 
 
 def dedupe_library(entries: Sequence[dict[str, Any]], embed: Embedder | None = None, max_cos: float = 0.95
@@ -171,3 +107,27 @@ def build_guided_sft(prompts: Sequence[Prompt], guided: Sequence[str], guideline
         meta = {"guideline_ids": list(ids[i])} if ids is not None else {"guidelines": list(gs)}
         out.append(SFTExample(guided_prompt(p, gs) if keep_guidelines else p, y, meta))
     return out
+
+
+def guided_sft_from_samples(rows: Sequence[dict[str, Any]], *, keep_guidelines: bool = False,
+                            source: str = "<samples>") -> tuple[list[SFTExample], int]:
+    """Stage 3 from `alignkit generate --strategy guide` output rows (prompt = the unguided input, completion =
+    the guided answer, info.guidelines / info.guideline_ids = what was retrieved): `build_guided_sft` on them.
+    Returns (records, number of rows left out because the guided answer is empty: nothing to learn from)."""
+    prompts, outputs, guidelines, ids = [], [], [], []
+    empty = 0
+    for line, row in enumerate(rows, start=1):
+        info = row.get("info") or {}
+        if not isinstance(info.get("guidelines"), list):
+            raise DataError("needs info.guidelines (rows written by `alignkit generate --strategy guide`)",
+                            source=source, line=line, field="info.guidelines")
+        if not isinstance(row.get("completion"), str) or row.get("prompt") in (None, "", []):
+            raise DataError("needs a prompt and a string completion", source=source, line=line, field="completion")
+        if not row["completion"].strip():
+            empty += 1
+            continue
+        prompts.append(row["prompt"])
+        outputs.append(row["completion"])
+        guidelines.append(info["guidelines"])
+        ids.append([str(i) for i in info.get("guideline_ids", [])])
+    return build_guided_sft(prompts, outputs, guidelines, keep_guidelines=keep_guidelines, ids=ids), empty

@@ -1,6 +1,8 @@
 """ReMoDetect detector training pieces (wave2_selfalign_merge.md §9, testtime_eval.md §B6; Lee, Tack, Shin,
 NeurIPS 2024, code hyunseoklee-ai/ReMoDetect `scripts/train.py`, `scripts/generate_para.py`).
 
+* `build_triplets`: rows with a human text (and a question or an LLM text) → (llm, mixed, human) rows, the
+  model writing what is missing (`alignkit safety remodetect-data`).
 * `mixed_text`: a human/LLM-mixed text: split the human text into sentences, pick ⌊n·fraction⌋ of them
   (seeded, sorted), have a Sampler paraphrase exactly those numbered sentences, splice them back by index; on a
   parse failure the original text is kept.
@@ -20,13 +22,15 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from typing import Any
 
+from alignkit.errors import DataError
 from alignkit.rewards.losses import REMODETECT_LAMBDAS as LAMBDAS
 from alignkit.rewards.losses import remodetect_loss
 from alignkit.rewards.training.data import triplet_records
 
-__all__ = ["LAMBDAS", "mixed_text", "remodetect_loss", "split_sentences", "triplet_records"]
+__all__ = ["LAMBDAS", "build_triplets", "mixed_text", "remodetect_loss", "split_sentences", "triplet_records"]
 PARAPHRASE_PROMPT = ("Paraphrase each numbered sentence below in your own words, keeping its meaning. Reply with "
                      "the same numbers, one sentence per line, and nothing else.\n{numbered}")
 _NAMES = (("llm", "mixed", "human"), ("pos", "perturb", "neg"))
@@ -58,3 +62,34 @@ def mixed_text(sampler: Any, human: str, *, fraction: float = 0.5, seed: int = 0
     for j, i in enumerate(idx):
         out[i] = found[j + 1]
     return " ".join(out), idx
+
+
+def build_triplets(sampler: Any, rows: Sequence[dict[str, Any]], *, fraction: float = 0.5, seed: int = 0,
+                   max_new_tokens: int = 256, temperature: float = 0.0, source: str = "<rows>"
+                   ) -> list[dict[str, Any]]:
+    """(llm, mixed, human) rows from rows with `human` and either `llm` or a `question`: the aligned model
+    answers the question where `llm` is missing (greedy by default), and `mixed_text` makes the mixed text where
+    `mixed` is missing; `paraphrased` lists the human sentences it rewrote."""
+    for line, row in enumerate(rows, start=1):
+        if not isinstance(row.get("human"), str) or not row["human"].strip():
+            raise DataError("needs a non-empty human text", source=source, line=line, field="human")
+        if not isinstance(row.get("llm"), str) and not isinstance(row.get("question"), str):
+            raise DataError("needs an llm text or a question for the model to answer", source=source, line=line,
+                            field="llm")
+        if sampler is None and not ("llm" in row and "mixed" in row):
+            raise DataError("needs llm and mixed texts, or a model (--model) to write them", source=source,
+                            line=line, field="mixed")
+    ask = [i for i, r in enumerate(rows) if not isinstance(r.get("llm"), str)]
+    answers = sampler.sample([rows[i]["question"] for i in ask], n=1, max_new_tokens=max_new_tokens,
+                             temperature=temperature, seed=seed) if ask else []
+    llm = {i: a[0].text.strip() for i, a in zip(ask, answers, strict=True)}
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row.get("mixed"), str):
+            mixed, idx = row["mixed"], row.get("paraphrased", [])
+        else:
+            mixed, idx = mixed_text(sampler, row["human"], fraction=fraction, seed=seed + i,
+                                    max_new_tokens=max_new_tokens)
+        out.append({"id": row.get("id", i), "question": row.get("question"), "llm": llm.get(i, row.get("llm")),
+                    "mixed": mixed, "human": row["human"], "paraphrased": idx})
+    return out

@@ -75,12 +75,10 @@ def decoder_param_count(model: Any) -> int:
 
 
 def _left_pad(seqs: list[list[int]], pad_id: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[r, width - len(s):] = 1
+    """The sampler's left padding (`alignkit.decode.hf.left_pad`) plus position ids that follow the mask."""
+    from alignkit.decode.hf import left_pad
+
+    ids, mask = left_pad(seqs, pad_id)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids.to(device), mask.to(device), positions.to(device)
 
