@@ -90,7 +90,8 @@ def _isheep_cfg(root: Path, **kw: Any) -> LoopConfig:
     seeds.write_text("".join(json.dumps(s) + "\n" for s in SEEDS))
     isheep = ISheepConfig(seeds=str(seeds), n_instructions=20, request_batch_size=1, max_synthesis_batches=1,
                           **kw.pop("isheep", {}))
-    return LoopConfig(method="isheep", model="tiny-random", output_dir=str(root / "run"), rounds=2, lr=1e-2,
+    kw.setdefault("rounds", 2)
+    return LoopConfig(method="isheep", model="tiny-random", output_dir=str(root / "run"), lr=1e-2,
                       epochs=1.0, batch_size=1, lora_r=4, max_length_new_tokens=16, isheep=isheep, **kw)
 
 
@@ -230,7 +231,7 @@ class ScriptedRanker:
 
     def sample(self, prompts: Sequence[Any], n: int = 1, **kw: Any) -> list[list[Sample]]:
         out = []
-        for p in prompts:
+        for p in (x[0]["content"] for x in prompts):  # one user turn (judge_chat)
             self.prompts.append(p)
             section = p.rsplit("Now rank these.", 1)[1].rsplit("\nRanking:", 1)[0]
             parts = re.split(r"\n\[(\d+)\] ", section)

@@ -139,12 +139,12 @@ def respond(policy: Sampler, dialogue: dict[str, Any], max_new_tokens: int = 160
 
 def roleplay_eval(policy: Sampler, judge: Sampler, dialogues: Sequence[dict[str, Any]],
                   profiles: dict[str, str], *, n: int = 3, temperature: float = 0.2, max_new_tokens: int = 160,
-                  judge_max_new_tokens: int = 128, prompts: RoleplayJudgePrompts | None = None, seed: int = 0
-                  ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                  judge_max_new_tokens: int = 128, prompts: RoleplayJudgePrompts | None = None, seed: int = 0,
+                  chat: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score the policy's answers on `dialogues` (records as `pipelines.ditto` writes them: messages with the
     system role config, `character`, `turn_meta` with `evidence` and `reject`) with n judge samples per query;
     returns the per-turn rows (judge replies included) and `aggregate` of them. An unparsable judge reply never
-    raises: it counts as described in the module docstring."""
+    raises: it counts as described in the module docstring. `chat`: judge prompts go as a user turn."""
     prompts = prompts or RoleplayJudgePrompts()
     names = sorted({d["character"] for d in dialogues})
     turns: list[dict[str, Any]] = []
@@ -158,7 +158,7 @@ def roleplay_eval(policy: Sampler, judge: Sampler, dialogues: Sequence[dict[str,
                       "profile": profiles.get(d["character"], ""), "tips": tips}
             asks = [prompts.consistency.format(**fields), prompts.knowledge.format(**fields),
                     prompts.rejection.format(**fields)]
-            replies = judge.sample(asks, n=n, max_new_tokens=judge_max_new_tokens, temperature=temperature,
+            replies = judge.sample([[{"role": "user", "content": a}] if chat else a for a in asks], n=n, max_new_tokens=judge_max_new_tokens, temperature=temperature,
                                    seed=seed + 1000 * d_idx + t)
             texts = [[s.text for s in row] for row in replies]
             named = [parse_consistency(x, cands) for x in texts[0]]

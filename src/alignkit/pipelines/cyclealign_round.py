@@ -50,6 +50,7 @@ class CycleAlignConfig:
     min_agreement: int = 3  # m_min: shorter agreements do not join the pool
     objective: str = "pro"  # listwise ranking loss on the judge's order (PRO includes an SFT term on the top item)
     static_prompt: str = STATIC_PROMPT
+    judge_chat: bool = True  # send the ranking prompt as a user turn through the judge's chat template
 
 
 def prompt_text(prompt: Prompt) -> str:
@@ -96,7 +97,8 @@ def judge_rankings(judge: Sampler, texts: Sequence[str], lists: Sequence[Sequenc
     for attempt in range(2):
         if not todo:
             break
-        replies = judge.sample([asks[i] for i in todo], n=1, max_new_tokens=cfg.judge_max_new_tokens,
+        replies = judge.sample([[{"role": "user", "content": asks[i]}] if cfg.judge_chat else asks[i]
+                                for i in todo], n=1, max_new_tokens=cfg.judge_max_new_tokens,
                                temperature=0.0, seed=seed + attempt)
         for i, reply in zip(todo, replies, strict=True):
             rankings[i] = parse_ranking(reply[0].text, len(lists[i]))

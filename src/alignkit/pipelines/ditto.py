@@ -58,6 +58,7 @@ class DittoConfig:
     top_p: float = 0.95
     question_max_new_tokens: int = 48
     answer_max_new_tokens: int = 160
+    chat: bool = True  # send the simulation prompts as a user turn through the chat template (instruct models)
     question_prompt: str = QUESTION_PROMPT
     contrastive_prompt: str = CONTRASTIVE_PROMPT
     answer_prompt: str = ANSWER_PROMPT
@@ -113,6 +114,10 @@ def leaks(text: str, ch: dict[str, Any], evidence: Sequence[Sequence[str]] = ())
     return any(piece.strip() and piece.strip().lower() in low for piece in pieces)
 
 
+def _wrap(text: str, chat: bool) -> Any:
+    return [{"role": "user", "content": text}] if chat else text
+
+
 def _first_line(text: str) -> str:
     lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
     return lines[0].strip('"') if lines else ""
@@ -145,14 +150,14 @@ def simulate(sampler: Sampler, characters: Sequence[dict[str, Any]], cfg: DittoC
         template = cfg.question_prompt if q["type"] == "knowledge" else cfg.contrastive_prompt
         asks.append(template.format(name=characters[q["char"]]["name"], other=src["name"],
                                     profile=render_profile(src), property=q["evidence"][0][0]))
-    questions = sampler.sample(asks, n=1, max_new_tokens=cfg.question_max_new_tokens, temperature=cfg.temperature,
-                               top_p=cfg.top_p, seed=seed) if asks else []
+    questions = sampler.sample([_wrap(a, cfg.chat) for a in asks], n=1, max_new_tokens=cfg.question_max_new_tokens,
+                               temperature=cfg.temperature, top_p=cfg.top_p, seed=seed) if asks else []
     for q, row in zip(plan, questions, strict=True):
         q["question"] = _first_line(row[0].text)
     live = [q for q in plan if q["question"]]
-    answers = sampler.sample([cfg.answer_prompt.format(
+    answers = sampler.sample([_wrap(cfg.answer_prompt.format(
         name=characters[q["char"]]["name"], profile=render_profile(characters[q["char"]]), question=q["question"],
-        decline=DECLINE.format(name=characters[q["char"]]["name"]) if q["reject"] else "") for q in live],
+        decline=DECLINE.format(name=characters[q["char"]]["name"]) if q["reject"] else ""), cfg.chat) for q in live],
         n=1, max_new_tokens=cfg.answer_max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
         seed=seed + 1) if live else []
     for q, row in zip(live, answers, strict=True):
@@ -191,7 +196,8 @@ def assemble(characters: Sequence[dict[str, Any]], turns: Sequence[dict[str, Any
             mine = mine[size:]
         if len(sessions) > 1 and len(sessions[-1]) < cfg.min_turns and \
                 len(sessions[-2]) + len(sessions[-1]) <= cfg.max_turns:
-            sessions[-2] += sessions.pop()
+            tail = sessions.pop()  # (`sessions[-2] += sessions.pop()` would write to the wrong index)
+            sessions[-1] += tail
         for s in sessions:
             messages = [{"role": "system", "content": role_config(ch)}]
             for t in s:
