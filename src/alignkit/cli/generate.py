@@ -186,7 +186,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     raw = args.raw or strategy in ("urial", "nudge")
     model, tok = load_model(args.model)
     # strategies that call the model again on shared prefixes reuse their KV (issue 18); plain sampling needs none
-    cache_mb = 1024 if strategy in ("qalign", "deal", "spec_reject", "nudge") else 0
+    cache_mb = 1024 if strategy in ("qalign", "deal", "spec_reject", "nudge", "moral_filter") else 0
     sampler: Any = HFSampler(model, tok, raw=raw, prefix_cache_mb=cache_mb)
     nudger, steering = None, None
     if strategy == "nudge":
@@ -216,7 +216,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options.setdefault("max_tokens", args.max_new_tokens)
     if args.temperature is not None:
         options.setdefault("temperature", args.temperature)
-    if strategy in ("sample", "bon", "qalign", "steer", "urial", "spec_reject", "guide"):
+    if strategy in ("sample", "bon", "qalign", "steer", "urial", "spec_reject", "guide", "moral_filter"):
         options.setdefault("seed", args.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"strategy": strategy, "model": args.model, "prompts": args.prompts, "reward": args.reward,

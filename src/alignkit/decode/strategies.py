@@ -11,6 +11,7 @@
 | `urial` | `urial.urial` | a raw (base-model) sampler |
 | `steer` | `sample_strategy` on a `SteeredSampler` | a steering vector |
 | `guide` | `guide_strategy`: greedy sampling on a `GuidedSampler` (Guide-Align, retrieved guidelines) | a guideline library |
+| `moral_filter` | `moral_filter.moral_filter` (MCM-guided decoding: keep next-token candidates scoring above a threshold) | a reward (e.g. `moral:DIR`); logit access |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from alignkit.data.records import Prompt
 from alignkit.decode.bon import best_of_n
 from alignkit.decode.common import Context, StrategyResult
 from alignkit.decode.deal import deal
+from alignkit.decode.moral_filter import moral_filter
 from alignkit.decode.nudge import nudge
 from alignkit.decode.qalign import qalign
 from alignkit.decode.sampler import Sampler
@@ -66,8 +68,9 @@ def guide_strategy(sampler: Sampler, prompts: Sequence[Prompt], n: int = 1, *, m
 STRATEGIES: dict[str, Callable[..., list[StrategyResult]]] = {
     "sample": sample_strategy, "bon": best_of_n, "qalign": qalign, "deal": deal, "nudge": nudge,
     "urial": urial, "steer": sample_strategy, "spec_reject": spec_reject, "guide": guide_strategy,
+    "moral_filter": moral_filter,
 }
-NEEDS_REWARD = {"qalign", "deal", "spec_reject"}
+NEEDS_REWARD = {"qalign", "deal", "spec_reject", "moral_filter"}
 
 
 def strategy_options(name: str) -> list[str]:

@@ -3,7 +3,7 @@
 ranking (longest common subsequence, the spec's reading of "agreement" [uncertain]), as pure functions.
 
 Training on the lists uses the existing `pro` listwise objective with scores = N − rank (objectives.md §3.2).
-Not here yet: the round driver (`alignkit loop`); see docs/selfalign.md.
+The round that uses them is `pipelines.cyclealign_round`; the driver is `alignkit loop` (`pipelines.loop`).
 """
 
 from __future__ import annotations

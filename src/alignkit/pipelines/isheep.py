@@ -2,8 +2,7 @@
 self-assessment score parser, the both-scores threshold filter, ROUGE-L dedup of synthesized instructions and the
 rule filters, as pure functions. Spec: ../shared/spec/wave2_selfalign_merge.md §1.
 
-Not here yet: the driver that runs synthesis → answers → self-assessment → filter → SFT from M_0 per round
-(`alignkit loop`); see docs/selfalign.md for what is missing.
+The round that uses them is `pipelines.isheep_round`; the driver is `alignkit loop` (`pipelines.loop`).
 """
 
 from __future__ import annotations
