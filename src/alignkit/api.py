@@ -189,15 +189,17 @@ def evaluate(model: Any = None, tokenizer: Any = None, prompts: Any = "suite:tes
     if in_memory_prompts:
         cfg.prompts = _write_prompts(prompts, Path(cfg.output_dir))
     return run_eval(cfg, model if in_memory_model else None,
-                    finish_tokenizer(tokenizer) if in_memory_model else None)
+                    finish_tokenizer(tokenizer, cfg.chat_template) if in_memory_model else None)
 
 
 def generate(model: Any, prompts: Any, *, tokenizer: Any = None, strategy: str = "sample", reward: Any = None,
              n: int | None = None, max_new_tokens: int = 128, temperature: float | None = None, seed: int = 0,
-             raw: bool = False, batch_size: int = 8, **options: Any) -> list[dict[str, Any]]:
+             raw: bool = False, template: str = "auto", chat_template: str | None = None, batch_size: int = 8,
+             **options: Any) -> list[dict[str, Any]]:
     """Generate like `alignkit generate`, in memory: `prompts` is one prompt, a list of prompts (strings or chat
     lists), rows, a `datasets.Dataset` or any prompt source; returns one dict per prompt (`completion`,
-    `candidates`, `scores`, `compute`, `info`, `id`). `strategy`: sample, bon, qalign, ... with its options."""
+    `candidates`, `scores`, `compute`, `info`, `id`). `strategy`: sample, bon, qalign, ... with its options.
+    `template` / `chat_template` (a Jinja file or text) as in `alignkit.train` (`--template`, `--chat-template`)."""
     from alignkit.data.build.common import load_prompts
     from alignkit.data.io import read_records
     from alignkit.decode.hf import HFSampler
@@ -218,14 +220,14 @@ def generate(model: Any, prompts: Any, *, tokenizer: Any = None, strategy: str =
     if _is_model_object(model):
         if tokenizer is None:
             raise ConfigError("a model object needs its tokenizer: alignkit.generate(model, prompts, tokenizer=...)")
-        tokenizer = finish_tokenizer(tokenizer)
+        tokenizer = finish_tokenizer(tokenizer, chat_template)
     else:
-        model, tokenizer = load_model(str(model))
+        model, tokenizer = load_model(str(model), chat_template=chat_template)
     if isinstance(reward, str):
         from alignkit.rewards.registry import load_reward
 
         reward = load_reward(reward)
-    sampler = HFSampler(model, tokenizer, raw=raw)
+    sampler = HFSampler(model, tokenizer, raw=raw, template=template)
     if n is not None:
         options["steps" if strategy == "qalign" else "n"] = n
     options.setdefault("max_tokens" if strategy == "nudge" else "max_new_tokens", max_new_tokens)

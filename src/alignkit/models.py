@@ -184,9 +184,14 @@ def _remove_leftovers(target: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """A chat template (SmolLM2's ChatML) when the tokenizer has none, and a pad token (EOS) when it has none."""
-    if not getattr(tokenizer, "chat_template", None):
+def finish_tokenizer(tokenizer: PreTrainedTokenizerBase, chat_template: str | None = None
+                     ) -> PreTrainedTokenizerBase:
+    """A chat template (SmolLM2's ChatML) when the tokenizer has none, and a pad token (EOS) when it has none.
+    `chat_template` (a file or the template text, `read_chat_template`) replaces the tokenizer's own: the one place
+    where training, generation and evaluation apply `--chat-template` (issue #16.5)."""
+    if chat_template:
+        tokenizer.chat_template = read_chat_template(chat_template)
+    elif not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHATML_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -254,9 +259,7 @@ def load_model(spec: Any = EMBEDDED, *, lora: LoraConfig | None = None, trust_re
     """Load a causal LM and its tokenizer (chat template and pad token set), optionally with a LoRA adapter.
     `chat_template` (a file or the template text) replaces the tokenizer's own and is saved with the model."""
     model, tokenizer = _load_model(spec, lora=lora, trust_remote_code=trust_remote_code, seed=seed, dtype=dtype)
-    if chat_template:
-        tokenizer.chat_template = read_chat_template(chat_template)
-    return model, tokenizer
+    return model, finish_tokenizer(tokenizer, chat_template)
 
 
 def _load_model(spec: str, *, lora: LoraConfig | None, trust_remote_code: bool, seed: int, dtype: torch.dtype

@@ -10,7 +10,9 @@ names.
 from __future__ import annotations
 
 import math
+import os
 import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -33,8 +35,31 @@ def make_accelerator(mixed_precision: str | None = None) -> Any:
 
     has_gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     if mixed_precision in (None, "no"):
-        return Accelerator(cpu=not has_gpu)
-    return Accelerator(cpu=not has_gpu, mixed_precision=mixed_precision)
+        accelerator = Accelerator(cpu=not has_gpu)
+    else:
+        accelerator = Accelerator(cpu=not has_gpu, mixed_precision=mixed_precision)
+    note = unapplied_backend_note(accelerator)
+    if note and accelerator.is_main_process:
+        print(f"warning: {note}", file=sys.stderr)
+    return accelerator
+
+
+# `accelerate launch` announces an FSDP / DeepSpeed config through these variables (accelerate.commands.launch).
+_BACKEND_ENV = (("ACCELERATE_USE_FSDP", "FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED", "DeepSpeed"))
+
+
+def unapplied_backend_note(accelerator: Any) -> str | None:
+    """What `accelerate launch` was asked for (FSDP, DeepSpeed) and did not give, in one line, or None.
+
+    Why: Accelerate (1.15) sets up FSDP and DeepSpeed only on GPU-like devices; on a CPU host (`cpu=True`, gloo) it
+    runs the same launch as plain data parallel, every rank holding the whole model, and says nothing.
+    docs/migrating-from-trl.md, "Distributed", records what was run here."""
+    got = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+    for env, kind, name in _BACKEND_ENV:
+        if os.environ.get(env, "false").lower() == "true" and got != kind:
+            return (f"the accelerate config asks for {name}, but Accelerate runs {got} here ({accelerator.device}): "
+                    f"{name} needs a GPU-like device, so every process holds the whole model (data parallel)")
+    return None
 
 
 # `transformers.get_scheduler`'s names (TRL's `lr_scheduler_type`), less `reduce_lr_on_plateau`, which steps on an

@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, help="0 = greedy (default); with --samples, the temperature "
                    "they were drawn at")
     p.add_argument("--output-dir", help="run directory to write")
+    p.add_argument("--template", choices=("auto", "always", "never", "chat-only"),
+                   help="plain-string prompts as in training: auto (chat template if any; default), never, always, "
+                   "chat-only (TRL's: only chat-message prompts are templated)")
+    p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file replacing the tokenizer's "
+                   "(as train --chat-template)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
     p.add_argument("--allow-code-rewards", action="store_true", help=ALLOW_CODE_REWARDS_HELP)
     p.set_defaults(func=run)
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         prompts = f"{prompts}:{args.split}"
     base = {"model": args.model, "samples": args.samples, "prompts": prompts, "reward": args.reward,
             "reference_model": args.reference_model, "baseline": args.baseline, "limit": args.limit,
-            "temperature": args.temperature, "output_dir": args.output_dir}
+            "temperature": args.temperature, "output_dir": args.output_dir, "template": args.template,
+            "chat_template": args.chat_template}
     cfg = load_config(EvalConfig, args.config, args.set, base=base)
     # A code reward (module:function, file.py:function) named by the config file needs explicit consent (#14.16).
     check_config_rewards(cfg.reward, [args.reward, *(parse_override(o)[1] for o in args.set)], source=args.config,

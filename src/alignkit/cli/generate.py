@@ -41,6 +41,7 @@ options per strategy (--set key=value): see `alignkit.decode.strategies` or the 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from alignkit.data.tokenize import TEMPLATES
     from alignkit.decode.strategies import STRATEGIES
 
     p = add_command(sub, "generate", "Generate with a test-time alignment strategy (sampling, best-of-n, QAlign, "
@@ -63,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--system", metavar="TEXT", help="system message for every prompt (CoSA config, Janus value)")
     p.add_argument("--system-mode", choices=["system", "prepend"], default="system")
     p.add_argument("--raw", action="store_true", help="feed string prompts verbatim (base models); implied by "
-                   "urial and nudge")
+                   "urial and nudge; the same as --template chat-only")
+    p.add_argument("--template", choices=TEMPLATES, default="auto",
+                   help="plain-string prompts as in training: auto (chat template if any), never, always, "
+                   "chat-only (TRL's: only chat-message prompts are templated)")
+    p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file replacing the tokenizer's "
+                   "(as train --chat-template)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy option (repeatable)")
     p.set_defaults(func=cmd_generate)
@@ -184,10 +190,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         reward = load_reward(args.reward)
     strategy = args.strategy
     raw = args.raw or strategy in ("urial", "nudge")
-    model, tok = load_model(args.model)
+    model, tok = load_model(args.model, chat_template=args.chat_template)  # as training loads it (issue #16.5)
     # strategies that call the model again on shared prefixes reuse their KV (issue 18); plain sampling needs none
     cache_mb = 1024 if strategy in ("qalign", "deal", "spec_reject", "nudge", "moral_filter") else 0
-    sampler: Any = HFSampler(model, tok, raw=raw, prefix_cache_mb=cache_mb)
+    sampler: Any = HFSampler(model, tok, raw=raw, template=args.template, prefix_cache_mb=cache_mb)
+    template = sampler.template  # --raw (or urial, nudge) is chat-only; recorded in config.yaml
     nudger, steering = None, None
     if strategy == "nudge":
         if not args.nudger:
@@ -221,6 +228,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"strategy": strategy, "model": args.model, "prompts": args.prompts, "reward": args.reward,
               "nudger": args.nudger, "system": args.system, "system_mode": args.system_mode, "raw": raw,
+              "template": template, "chat_template": args.chat_template,
               "batch_size": args.batch_size, "options": options}
     if steering is not None:
         config["steering"] = steering

@@ -24,7 +24,7 @@ from typing import Literal
 from transformers import PreTrainedTokenizerBase
 
 from alignkit.data.records import Prompt
-from alignkit.errors import DataError
+from alignkit.errors import ConfigError, DataError
 
 Template = Literal["auto", "always", "never", "chat-only"]
 TEMPLATES = ("auto", "always", "never", "chat-only")
@@ -34,6 +34,19 @@ IGNORE_INDEX = -100
 
 def prompt_messages(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def sampler_template(template: str = "auto", raw: bool = False) -> Template:
+    """The rule a sampler renders prompts by: `template` as in training (`TrainConfig.template`, same default), so
+    generation, evaluation and training see the same tokens; `raw` (feed plain strings verbatim, chat lists still
+    templated: base models, URIAL) is the `chat-only` rule, or `never` when that is asked for."""
+    if template not in TEMPLATES:
+        raise ConfigError(f"template must be one of {list(TEMPLATES)}, got {template!r}")
+    if not raw:
+        return template  # type: ignore[return-value]
+    if template == "always":
+        raise ConfigError("raw prompts (plain strings verbatim) contradict template 'always'; use 'chat-only'")
+    return "chat-only" if template == "auto" else template  # type: ignore[return-value]
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, template: Template = "auto") -> str:

@@ -10,7 +10,8 @@ reuse KV computed by older weights: the cache also clears itself when parameters
 
 Prompts: chat-message lists go through the tokenizer's chat template with `add_generation_prompt=True`; plain
 strings too, as a single user turn, unless the sampler is built with `raw=True` (base models, URIAL, the base side
-of Nudging: spec C2.1), in which case the string is the exact model input.
+of Nudging: spec C2.1), in which case the string is the exact model input. `template` is training's rule
+(`alignkit.data.tokenize`: auto, always, never, chat-only = TRL's), so a model is sampled as it was trained.
 Batches are LEFT padded, with position ids from the attention mask, so a prompt's result does not depend on its
 batch (checked by tests: greedy batched == greedy alone).
 """
@@ -62,6 +63,8 @@ class HFSampler:
     Args:
         model, tokenizer: e.g. from `alignkit.models.load_model`.
         raw: feed plain-string prompts verbatim (no chat template); chat lists still use the template.
+        template: how prompts meet the chat template, as in training (`TrainConfig.template`; default auto:
+            plain strings as one user turn). `raw=True` is `chat-only` (`alignkit.data.tokenize.sampler_template`).
         max_batch_rows: at most this many sequences (prompts × n) per forward pass; waiting prompts join the
             running batch as rows finish.
         prefix_cache_mb: memory budget of the prefix KV cache in MiB (0 = off, the default). With it on,
@@ -71,13 +74,16 @@ class HFSampler:
             (tests/test_prefix_cache.py).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, raw: bool = False, max_batch_rows: int = 64,
-                 prefix_cache_mb: float = 0) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, raw: bool = False, template: str = "auto",
+                 max_batch_rows: int = 64, prefix_cache_mb: float = 0) -> None:
+        from alignkit.data.tokenize import sampler_template
+
         if tokenizer.pad_token_id is None:
             raise ConfigError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to eos) first")
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.raw = raw
+        self.template = sampler_template(template, raw)
+        self.raw = self.template in ("chat-only", "never")  # plain strings are fed verbatim (URIAL checks this)
         self.max_batch_rows = max(1, int(max_batch_rows))
         self.compute = Compute()
         if prefix_cache_mb < 0:
@@ -105,14 +111,14 @@ class HFSampler:
     # ---------------------------------------------------------------- encoding
     def encode_prompt(self, prompt: Prompt, index: int = 0) -> list[int]:
         """Token ids of the model input for one prompt, by the shared rules of `alignkit.data.tokenize` (so
-        sampling and training see the same tokens): chat template unless raw and a plain string."""
+        sampling and training see the same tokens), under the sampler's `template`."""
         from alignkit.data.tokenize import encode_prompt
 
         if not isinstance(prompt, str) and not (isinstance(prompt, list) and all(
                 isinstance(m, dict) and "role" in m and "content" in m for m in prompt)):
             raise DataError(f"prompt {index} must be a string or a list of {{'role', 'content'}} messages, "
                             f"got {type(prompt).__name__}")
-        ids = encode_prompt(self.tokenizer, prompt, "never" if (self.raw and isinstance(prompt, str)) else "always")
+        ids = encode_prompt(self.tokenizer, prompt, self.template)
         if not ids:
             raise DataError(f"prompt {index} encodes to zero tokens; give the model something to condition on")
         return list(ids)

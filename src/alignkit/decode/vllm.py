@@ -31,7 +31,10 @@ def vllm_available() -> bool:
 
 
 class VLLMSampler:
-    def __init__(self, model: str, *, raw: bool = False, tokenizer: Any = None, **llm_kwargs: Any) -> None:
+    def __init__(self, model: str, *, raw: bool = False, template: str = "auto", tokenizer: Any = None,
+                 **llm_kwargs: Any) -> None:
+        from alignkit.data.tokenize import sampler_template
+
         if not vllm_available():
             raise ModelError("VLLMSampler needs vllm (pip install vllm; a CUDA GPU is required). "
                              "Use HFSampler on CPU.")
@@ -39,7 +42,8 @@ class VLLMSampler:
 
         self.llm = LLM(model=model, **llm_kwargs)
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
-        self.raw = raw
+        self.template = sampler_template(template, raw)  # HFSampler's rule, so both backends see the same inputs
+        self.raw = self.template in ("chat-only", "never")
         self.compute = Compute()
         self.eos_ids = {self.tokenizer.eos_token_id}
 
@@ -47,8 +51,7 @@ class VLLMSampler:
         """The shared rule of `alignkit.data.tokenize`, as in HFSampler, so both backends see identical inputs."""
         from alignkit.data.tokenize import encode_prompt
 
-        return list(encode_prompt(self.tokenizer, prompt,
-                                  "never" if (self.raw and isinstance(prompt, str)) else "always"))
+        return list(encode_prompt(self.tokenizer, prompt, self.template))
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []

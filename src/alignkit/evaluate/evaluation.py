@@ -13,7 +13,8 @@ What it measures (testtime_eval.md Part B; every headline number with a bootstra
   temperature is refused rather than reported biased (`--reference-model` needs `--temperature 1`).
 
 Generation is resumable: rows already in `samples.jsonl` (matched by prompt id) are kept and not regenerated. A
-resume must use the same generation settings (model, samples, max_new_tokens, temperature, top_p; when sampling
+resume must use the same generation settings (model, samples, max_new_tokens, temperature, top_p, template,
+chat_template; when sampling
 also seed and batch_size) as the run's config.yaml, else it is refused. Batches are cut at fixed positions of the
 prompt list and seeded by their position (prompt i draws from seed_for(seed + batch start, i − batch start)), so a
 resumed evaluation gives exactly the rows of an uninterrupted one (spec C2.8: record seeds).
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from tqdm.auto import tqdm
 
@@ -53,6 +54,13 @@ class EvalConfig:
     seed: int = 0
     n_resamples: int = 2000
     output_dir: str = "runs/eval"
+    # prompts meet the chat template as in training (TrainConfig.template / chat_template, issue #16.5): auto
+    # (plain strings as one user turn), always, never, chat-only (TRL's: plain strings raw); docs/data.md
+    template: Literal["auto", "always", "never", "chat-only"] = "auto"
+    chat_template: str | None = None  # a Jinja file (or the template text) replacing the tokenizer's own
+
+    # TRL's name, as TrainConfig accepts it
+    CONFIG_ALIASES: ClassVar[dict[str, Any]] = {"chat_template_path": "chat_template"}
 
 
 def _prompt_id(example: PromptExample, index: int) -> str:
@@ -70,7 +78,8 @@ def _constraints(example: PromptExample) -> list[dict[str, Any]]:
 
 
 # Config keys that decide what a generated row is: resuming under other values would mix two evaluations.
-_GENERATION_KEYS = ("model", "samples", "max_new_tokens", "temperature", "top_p")
+_GENERATION_KEYS = ("model", "samples", "max_new_tokens", "temperature", "top_p", "template", "chat_template")
+_ADDED_LATER = {"template": "auto", "chat_template": None}  # absent from older config.yaml files: their defaults
 _SAMPLING_KEYS = ("seed", "batch_size")  # decide the random streams, so they matter only when sampling
 
 
@@ -92,7 +101,8 @@ def check_resume(cfg: EvalConfig, out_dir: Path) -> None:
     if not isinstance(old, dict):
         raise DataError("expected a mapping at the top level", source=str(cfg_path))
     keys = _GENERATION_KEYS + (_SAMPLING_KEYS if cfg.temperature > 0 else ())
-    diff = [f"{k}: {old.get(k)!r} there, {getattr(cfg, k)!r} now" for k in keys if old.get(k) != getattr(cfg, k)]
+    there = {k: old.get(k, _ADDED_LATER.get(k)) for k in keys}
+    diff = [f"{k}: {there[k]!r} there, {getattr(cfg, k)!r} now" for k in keys if there[k] != getattr(cfg, k)]
     if diff:
         raise ConfigError(f"cannot resume {out_dir}: its samples.jsonl was generated with other settings "
                           f"({'; '.join(diff)}). Use the same settings, another --output-dir, or remove samples.jsonl")
@@ -173,10 +183,10 @@ def generate_samples(cfg: EvalConfig, prompts: list[PromptExample], out: Path, m
         if model is None:
             if cfg.model is None:
                 raise ConfigError("eval needs --model (to generate) or --samples (to score existing outputs)")
-            model, tokenizer = load_model(cfg.model)
+            model, tokenizer = load_model(cfg.model, chat_template=cfg.chat_template)
         # Rows per forward pass: on a CPU a decode step costs nearly the same for 32 rows as for 128 (the LM head and
         # MLP GEMMs are far from their peak at small batch), so a large eval batch is ~1.5x faster per prompt.
-        sampler = HFSampler(model, tokenizer, max_batch_rows=max(64, cfg.batch_size))
+        sampler = HFSampler(model, tokenizer, template=cfg.template, max_batch_rows=max(64, cfg.batch_size))
         todo = sum(len(b) for b in batches)
         with out.open("a", encoding="utf-8") as f, tqdm(total=todo, desc="generating", unit="prompt") as bar:
             for chunk in batches:
@@ -237,7 +247,8 @@ def _kl(cfg: EvalConfig, prompt_examples: list[PromptExample], rows: list[dict[s
     from alignkit.evaluate.kl import kl_estimate
     from alignkit.models import load_model, load_tokenizer
 
-    ref_model, ref_tok = load_model(cfg.reference_model)  # type: ignore[arg-type]
+    # the reference reads the same rendered prompts (same template) so log π − log π_ref compares like with like
+    ref_model, ref_tok = load_model(cfg.reference_model, chat_template=cfg.chat_template)  # type: ignore[arg-type]
     prompts = [p.prompt for p in prompt_examples]  # a --samples file need not repeat the prompts
     same_vocab = (tokenizer or load_tokenizer(cfg.model)).get_vocab() == ref_tok.get_vocab()  # type: ignore[arg-type]
     if not cfg.samples and same_vocab and all("token_ids" in r and "logprob" in r for r in rows):
@@ -249,10 +260,11 @@ def _kl(cfg: EvalConfig, prompt_examples: list[PromptExample], rows: list[dict[s
     else:
         completions = [r["completion"] for r in rows]
         if model is None:
-            model, tokenizer = load_model(cfg.model)  # type: ignore[arg-type]
-        pol = [sum(x) for x in HFSampler(model, tokenizer).score_logprobs(prompts, completions)]
+            model, tokenizer = load_model(cfg.model, chat_template=cfg.chat_template)  # type: ignore[arg-type]
+        pol = [sum(x) for x in HFSampler(model, tokenizer, template=cfg.template).score_logprobs(prompts,
+                                                                                                   completions)]
         scored = "the completion texts, re-tokenised"
-    ref = [sum(x) for x in HFSampler(ref_model, ref_tok).score_logprobs(prompts, completions)]
+    ref = [sum(x) for x in HFSampler(ref_model, ref_tok, template=cfg.template).score_logprobs(prompts, completions)]
     est = kl_estimate(pol, ref, seed=cfg.seed, n_resamples=cfg.n_resamples)
     return {**_est(est), "unit": "nats per sequence", "reference_model": cfg.reference_model,
             "estimator": "mean of log pi(y|x) - log pi_ref(y|x) over y sampled from the policy at temperature 1, "

@@ -149,7 +149,7 @@ class OnlineTrainer:
                  prompts: Sequence[PromptExample] | None = None, model: Any = None, tokenizer: Any = None,
                  log: Callable[[str], None] = print) -> None:
         from alignkit.decode.hf import HFSampler
-        from alignkit.models import load_model
+        from alignkit.models import finish_tokenizer, load_model
 
         if cfg.objective not in DEFAULT_BETA:
             raise ConfigError(f"run_online handles {sorted(DEFAULT_BETA)}, not {cfg.objective!r}")
@@ -175,9 +175,11 @@ class OnlineTrainer:
             raise ConfigError("no prompts to train on")
         self.reward, self.raw_reward, self.lsc_parts = build_reward(self.args, reward)
         if model is None:
-            model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed)
+            model, tokenizer = load_model(cfg.model, lora=cfg.lora, seed=cfg.seed, chat_template=cfg.chat_template)
         elif tokenizer is None:
             raise ConfigError("pass the tokenizer together with the model")
+        else:
+            tokenizer = finish_tokenizer(tokenizer, cfg.chat_template)  # as the offline engine's given_model
         self.tokenizer = tokenizer
         if self.args.token_rewards == "dense" and hasattr(self.reward, "check_vocabulary"):
             self.reward.check_vocabulary(tokenizer)  # token rewards align 1:1 only under the policy's tokenizer
@@ -202,7 +204,8 @@ class OnlineTrainer:
                                         self.total_updates, cfg.scheduler_kwargs)
         self.policy, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
         self.raw = self.accelerator.unwrap_model(self.policy)
-        self.sampler = HFSampler(self.raw.model, tokenizer)
+        # rollouts (and the log-probs trained on) render prompts by the config's template, as offline training
+        self.sampler = HFSampler(self.raw.model, tokenizer, template=cfg.template)
         self.pad_id = tokenizer.pad_token_id
         self.selection = None
         if self.args.select != "none":

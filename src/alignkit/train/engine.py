@@ -246,13 +246,11 @@ def push_final(cfg: TrainConfig, folder: Path, lora: bool, say: Any) -> str:
 def given_model(model: Any, tokenizer: Any, cfg: TrainConfig) -> tuple[Any, Any]:
     """A policy passed in memory: LoRA attached when `cfg.lora` asks (a PEFT model is used as it is), the
     tokenizer finished as `load_model` finishes one (pad token, chat template; `cfg.chat_template`)."""
-    from alignkit.models import attach_lora, finish_tokenizer, read_chat_template
+    from alignkit.models import attach_lora, finish_tokenizer
 
     if tokenizer is None:
         raise ConfigError("a model object needs its tokenizer: alignkit.train(model=..., tokenizer=...)")
-    tokenizer = finish_tokenizer(tokenizer)
-    if cfg.chat_template:
-        tokenizer.chat_template = read_chat_template(cfg.chat_template)
+    tokenizer = finish_tokenizer(tokenizer, cfg.chat_template)
     if cfg.lora.enabled and not hasattr(model, "peft_config"):
         model = attach_lora(model, cfg.lora)
     if getattr(model, "generation_config", None) is not None:
