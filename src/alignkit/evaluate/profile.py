@@ -12,7 +12,6 @@ Data: a pairwise JSONL whose rows hold `chosen_factors` and `rejected_factors`, 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from alignkit.data.readers.jsonl import iter_jsonl_rows
 from alignkit.errors import DataError
 
 
@@ -44,13 +44,9 @@ def read_factor_pairs(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     if not path.exists():
         raise DataError("file not found", source=str(path))
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg})", source=str(path), line=i) from e
+    for i, row in iter_jsonl_rows(path):  # blank lines skipped; a bad line is a DataError naming FILE:LINE
+        if isinstance(row, DataError):
+            raise row
         for key in ("chosen_factors", "rejected_factors"):
             if not isinstance(row.get(key), dict):
                 raise DataError("expected an object {factor: number}", source=str(path), line=i, field=key)

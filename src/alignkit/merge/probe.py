@@ -17,7 +17,6 @@ token occurs in probe inputs (SmolLM2's pad is its chat end token), that small p
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from alignkit.data.readers.jsonl import iter_jsonl_rows
 from alignkit.errors import ConfigError, DataError
 
 TASK_KINDS = {"sft": "sft", "dpo": "pairwise"}
@@ -40,14 +40,10 @@ def read_probe(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     if not path.exists():
         raise DataError("probe file not found", source=str(path))
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg})", source=str(path), line=i) from e
-        if not isinstance(row, dict) or not isinstance(row.get("task"), str):
+    for i, row in iter_jsonl_rows(path):  # blank lines skipped; a bad line is a DataError naming FILE:LINE
+        if isinstance(row, DataError):
+            raise row
+        if not isinstance(row.get("task"), str):
             raise DataError("each probe row needs a string `task` (e.g. sft, dpo, reward)", source=str(path),
                             line=i, field="task")
         groups[row["task"]].append({**row, "_line": i})
