@@ -1,23 +1,16 @@
 """The online RL loop (GRPO, RLOO, GRPO-LOO) on the offline engine's pieces: Accelerate, the completion-only log-prob kernel
 (`train.logps`), reference modes (`train.reference`), atomic checkpoints (`train.checkpoint`), the LR schedule and
-`metrics.jsonl` writer (`train.loop`).
-
-One step, top to bottom:
-1. take this process's `batch_size × grad_accum` prompts (a pure function of seed, step and rank);
-2. sample `num_generations` completions per prompt through the Sampler protocol (seeded by seed and step, so a
-   resumed run samples exactly what an uninterrupted one would), score them with the reward;
-3. no-grad log-probs of the sampled tokens under π_old (when μ = num_iterations > 1, or for RLOO's KL with β > 0;
-   otherwise π_old is the detached policy itself) and π_ref (only when β > 0: LoRA adapters off, a separate
-   model, or none); every log-prob is of softmax(logits / T), T the rollout temperature (rl.logps, as TRL);
-4. advantages per prompt group (GRPO: group-relative; RLOO: leave-one-out on r − β·Σ_t(log π_old − log π_ref),
-   the paper's KL-in-reward; GRPO-LOO: leave-one-out on r; spec objectives.md §9.1), or per token from a token
-   reward's per-token values with `token_rewards: dense` (rl.dense);
-5. μ passes over the batch, each one optimiser step over `grad_accum` micro-batches of `batch_size` prompts, loss
-   normalised by the whole batch's token/sequence count so micro-batching does not change it (GRPO: per-token
-   clipped ratio + β·k3; RLOO: one clipped ratio per completion, no KL term; rl.losses);
-6. one line of metrics; rollouts to `samples.jsonl` every `log_samples_every` steps; a checkpoint every
-   `save_every` steps and at the end.
-"""
+`metrics.jsonl` writer (`train.loop`). One step:
+1. this process's `batch_size × grad_accum` prompts (a pure function of seed, step and rank);
+2. `num_generations` completions per prompt through the Sampler protocol (seeded by seed and step: a resumed run
+   samples what an uninterrupted one would), scored by the reward;
+3. no-grad log-probs of the sampled tokens under π_old (μ = num_iterations > 1, or RLOO's KL with β > 0) and π_ref
+   (β > 0: LoRA adapters off, a separate model, or none), all of softmax(logits / T) (rl.logps, as TRL);
+4. advantages per prompt group (GRPO: group-relative; RLOO: leave-one-out on r − β·Σ_t(log π_old − log π_ref);
+   GRPO-LOO: leave-one-out on r; objectives.md §9.1), or per token with `token_rewards: dense` (rl.dense);
+5. μ passes, each one optimiser step over `grad_accum` micro-batches, the loss normalised by the whole batch's
+   token/sequence count (GRPO: per-token clipped ratio + β·k3; RLOO: one clipped ratio per completion; rl.losses);
+6. metrics; rollouts to `samples.jsonl` every `log_samples_every` steps; checkpoints every `save_every` steps."""
 
 from __future__ import annotations
 
@@ -197,8 +190,7 @@ class OnlineTrainer:
             raise ConfigError("the model has no trainable parameters")
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_betas[0], cfg.adam_betas[1]),
                                            weight_decay=cfg.weight_decay)
-        # one optimiser step per pass: μ per rollout step
-        self.total_updates = cfg.max_steps * self.args.num_iterations
+        self.total_updates = cfg.max_steps * self.args.num_iterations  # one optimiser step per pass: μ per rollout step
         self.scheduler = make_scheduler(self.optimizer, cfg.scheduler,
                                         warmup_for(cfg.warmup_steps, cfg.warmup_ratio, self.total_updates),
                                         self.total_updates, cfg.scheduler_kwargs)
@@ -243,7 +235,6 @@ class OnlineTrainer:
                      f"(mean {_mean([scores[i] for i in kept]):.4f} kept vs {_mean(scores):.4f} all)")
         self.records = self.selection.records
 
-    # ------------------------------------------------------------------ pieces
     def _token_logps(self, runner: nn.Module, tb: TokenBatch) -> tuple[Tensor, Tensor]:
         """Per-token log-probs of the sampled tokens under softmax(logits / T), T = the rollout temperature."""
         out = as_seq_logprobs(runner(tb.input_ids, tb.attention_mask, tb.labels, True, kernel=tempered_logps,
@@ -293,13 +284,13 @@ class OnlineTrainer:
         return Prepared(chunks, batches, masks, refs, olds, seq_kl, token_kl)
 
     def _advantages(self, ro: Rollout, prep: Prepared) -> Advantages:
-        a = self.args
+        a, kw = self.args, {"scale": self.args.resolved_scale(), "normalize": self.args.normalize_advantages}
         if a.token_rewards == "dense":
             tokens = check_token_rewards(ro.token_rewards, [s.token_ids for s in ro.samples], reward_name(self.reward))
-            return dense_advantages(tokens, a.num_generations, self.cfg.objective, scale=a.resolved_scale(),
-                                    normalize=a.normalize_advantages, token_kl=prep.token_kl, beta=self.beta)
-        return compute_advantages(ro.rewards, a.num_generations, self.cfg.objective, scale=a.resolved_scale(),
-                                  normalize=a.normalize_advantages, seq_kl=prep.seq_kl, beta=self.beta)
+            return dense_advantages(tokens, a.num_generations, self.cfg.objective, token_kl=prep.token_kl,
+                                    beta=self.beta, **kw)
+        return compute_advantages(ro.rewards, a.num_generations, self.cfg.objective, seq_kl=prep.seq_kl,
+                                  beta=self.beta, **kw)
 
     def _loss(self, logps: Tensor, mask: Tensor, adv: Tensor, k: int, prep: Prepared, normalizer: float
               ) -> LossOutput:
@@ -372,7 +363,6 @@ class OnlineTrainer:
                                     "advantage": sample_advantage(advantages, k), "tokens": len(s.token_ids),
                                     "finish_reason": s.finish_reason}, ensure_ascii=False) + "\n")
 
-    # ------------------------------------------------------------------ loop
     def train(self) -> OnlineResult:
         cfg, args, acc = self.cfg, self.args, self.accelerator
         run_dir = Path(cfg.output_dir)
