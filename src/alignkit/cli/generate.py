@@ -36,6 +36,8 @@ EXAMPLES = """\
   alignkit generate --strategy sample --prompts p.jsonl --system "You value brevity." --out-dir runs/janus
   alignkit generate --strategy guide --prompts p.jsonl --set library=library.jsonl --set k=6 \
       --max-new-tokens 512 --out-dir runs/guided      # Guide-Align; embedder=policy (default) or a model spec
+  alignkit generate --strategy sample --model runs/steerlm/final --prompts p.jsonl --temperature 0 \
+      --attributes helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:1 --out-dir runs/steered
 options per strategy (--set key=value): see `alignkit.decode.strategies` or the error message for an unknown key.
 """
 
@@ -63,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nudger", metavar="MODEL", help="aligned nudging model (strategy nudge)")
     p.add_argument("--system", metavar="TEXT", help="system message for every prompt (CoSA config, Janus value)")
     p.add_argument("--system-mode", choices=["system", "prepend"], default="system")
+    p.add_argument("--attributes", metavar="NAME:V,...", help="SteerLM attribute request for every prompt, e.g. "
+                   "helpfulness:4,verbosity:1 (or name=value), 0..4; written as the training data's `Attributes:` "
+                   "line of the system message")
     p.add_argument("--raw", action="store_true", help="feed string prompts verbatim (base models); implied by "
                    "urial and nudge; the same as --template chat-only")
     p.add_argument("--template", choices=TEMPLATES, default="auto",
@@ -208,10 +213,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
         vector, layers, steering = _steering_vector(model, tok, options, out_dir)
         steering["alpha"] = float(options.pop("alpha", 1.0))
         sampler = SteeredSampler(sampler, vector, steering["alpha"], layers)
+    attributes = None
+    if args.attributes:  # the training slot (alignkit.data.steerlm.with_attributes); rewards see the plain prompt
+        from alignkit.data.steerlm import requested_attributes, with_attributes
+
+        if raw:
+            raise ConfigError("--attributes goes into a chat prompt's system message; it cannot be combined with "
+                              "--raw, urial or nudge")
+        attributes = requested_attributes(args.attributes)
+        sampler = ComposedSampler(sampler, lambda prompt: with_attributes(prompt, attributes))
     guide = None
     if strategy == "guide":  # inside the system-message wrapper, so the block joins the system message
         sampler, guide = _guided_sampler(sampler, model, tok, options)
-    if args.system:
+    if args.system:  # wraps outside the attributes and guidelines so the system message ends with them
         sampler = ComposedSampler(sampler, system_composer(args.system, args.system_mode))
         if nudger is not None:
             nudger = ComposedSampler(nudger, system_composer(args.system, args.system_mode))
@@ -227,8 +241,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         options.setdefault("seed", args.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"strategy": strategy, "model": args.model, "prompts": args.prompts, "reward": args.reward,
-              "nudger": args.nudger, "system": args.system, "system_mode": args.system_mode, "raw": raw,
-              "template": template, "chat_template": args.chat_template,
+              "nudger": args.nudger, "system": args.system, "system_mode": args.system_mode, "attributes": attributes,
+              "raw": raw, "template": template, "chat_template": args.chat_template,
               "batch_size": args.batch_size, "options": options}
     if steering is not None:
         config["steering"] = steering
@@ -249,6 +263,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         final = score(reward, batch, [r.completion for r in results], ctx) if reward is not None else None
         for k, r in enumerate(results):
             row = {"id": ids[start + k], **r.as_dict(), "strategy": strategy}
+            if attributes is not None:
+                row["attributes"] = attributes
             if final is not None:
                 row["reward"] = final[k]
             rows.append(row)

@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from alignkit.data.records import Prompt, ScoredExample, SFTExample
+from alignkit.errors import ConfigError
 
 OASST_ATTRIBUTES = ("quality", "toxicity", "humor", "creativity")
 HELPSTEER2_ORDER = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
@@ -46,13 +47,36 @@ def attribute_string(attributes: Mapping[str, float], *, round_values: bool = Tr
 
 
 def parse_attribute_string(text: str) -> dict[str, float]:
+    """`name:value,...` (SteerLM's form; `name=value` is accepted too, as typed on a command line) → dict."""
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition(":")
-        if not sep:
+        sep = ":" if ":" in part else "="
+        name, found, value = part.partition(sep)
+        if not found or not name.strip():
             raise ValueError(f"attribute {part!r} is not name:value")
-        out[name.strip()] = float(value)
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"attribute {part!r}: {value.strip()!r} is not a number") from None
     return out
+
+
+def requested_attributes(text: str, what: str = "--attributes") -> str:
+    """An attribute request typed by a user (inference time) as the canonical string the model was trained on.
+
+    Training labels are clipped to [0, 4] (spec §7); a request outside that range or that is not a whole number
+    is an error here instead, since the model never saw such a value."""
+    try:
+        attrs = parse_attribute_string(text)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {e} (e.g. helpfulness:4,verbosity:1)") from None
+    if not attrs:
+        raise ConfigError(f"{what} is empty (e.g. helpfulness:4,verbosity:1)")
+    lo, hi = ATTRIBUTE_RANGE
+    bad = {k: v for k, v in attrs.items() if not (lo <= v <= hi) or v != int(v)}
+    if bad:
+        raise ConfigError(f"{what}: {bad} outside the trained values (whole numbers {lo}..{hi})")
+    return attribute_string(attrs)
 
 
 def with_attributes(prompt: Prompt, attributes: Mapping[str, float] | str) -> list[dict[str, str]]:

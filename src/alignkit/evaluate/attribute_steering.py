@@ -20,7 +20,7 @@ from alignkit.data.steerlm import attribute_string, with_attributes
 from alignkit.decode.sampler import Sampler
 from alignkit.errors import ConfigError
 from alignkit.evaluate.stats import Estimate, paired_bootstrap, proportion_ci
-from alignkit.rewards.base import Reward, check_result
+from alignkit.rewards.base import Reward, call_reward, reward_name
 
 DEFAULT_BASE = {"helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 2, "verbosity": 2}
 
@@ -50,7 +50,7 @@ def attribute_steering_check(policy: Sampler, reward: Reward, prompts: Sequence[
     texts = {v: [row[0].text for row in policy.sample(c, n=1, max_new_tokens=max_new_tokens, temperature=0.0,
                                                       seed=seed)] for v, c in conds.items()}
     plain = list(prompts)
-    results = {v: check_result(reward.name, reward(plain, t), len(t)) for v, t in texts.items()}
+    results = {v: call_reward(reward, plain, t) for v, t in texts.items()}
 
     def values(v: float) -> dict[str, list[float]]:
         r = results[v]
@@ -60,7 +60,7 @@ def attribute_steering_check(policy: Sampler, reward: Reward, prompts: Sequence[
 
     lo, hi = values(low), values(high)
     if attribute not in hi:
-        raise ConfigError(f"reward {reward.name!r} predicts {sorted(hi)}, not {attribute!r}")
+        raise ConfigError(f"reward {reward_name(reward)!r} predicts {sorted(hi)}, not {attribute!r}")
     shift = {k: paired_bootstrap(hi[k], lo[k], seed=seed, n_resamples=n_resamples) for k in hi}
     moved = proportion_ci([h > lw for h, lw in zip(hi[attribute], lo[attribute], strict=True)], seed=seed,
                           n_resamples=n_resamples)

@@ -9,6 +9,7 @@
 | `keyword:w1,w2,-w3` | 1.0 iff w1 and w2 occur and w3 does not (whole words, case-insensitive) |
 | `regex:PATTERN` | 1.0 iff PATTERN matches somewhere (`re.search`) |
 | `length:MIN:MAX[:chars]` | 1.0 iff MIN ≤ words (or chars) ≤ MAX; either bound may be empty |
+| `words` | the completion's word count (IFEval's `\\w+` runs): a verbosity proxy, e.g. for steerability checks |
 | `json`, `json_schema:FILE` | 1.0 iff valid JSON / valid against the JSON Schema in FILE |
 | `rm:PATH` | a reward model directory (`RewardModel.load`; a critique RM directory loads `CritiqueReward`) |
 | `seq2seq:PATH[:B][:sum]` | token-level rewards of a seq2seq RM (`Seq2SeqReward`; variant B, summed instead of mean) |
@@ -41,7 +42,7 @@ from alignkit.errors import RewardError
 from alignkit.rewards.base import FunctionReward, Reward
 
 SPEC_HELP = ("ifeval, ifeval_loose, csr, csr_loose, bleu, bleu:sacrebleu, chrf, chrf++, keyword:w1,w2,-w3, "
-             "regex:PATTERN, length:MIN:MAX[:chars], json, json_schema:FILE, rm:PATH, seq2seq:PATH, "
+             "regex:PATTERN, length:MIN:MAX[:chars], words, json, json_schema:FILE, rm:PATH, seq2seq:PATH, "
              "module:function, file.py:function, and weighted sums 'W*SPEC + W*SPEC'")
 CODE_REWARDS_ENV = "ALIGNKIT_ALLOW_CODE_REWARDS"
 ALLOW_CODE_REWARDS_HELP = (f"allow reward specs that import Python code (module:function, file.py:function) when "
@@ -73,6 +74,8 @@ def load_reward(spec: str | Reward) -> Reward:
         "chrf++": lambda: reference.chrf_reward(word_order=2),
         "json": lambda: verifiers.JsonReward(),
         "json_valid": lambda: verifiers.JsonReward(),
+        "words": lambda: FunctionReward(lambda prompts, completions, **_: [float(verifiers.count_words(c))
+                                                                            for c in completions], name="words"),
     }
     if not arg and name in simple:
         return simple[name]()
