@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from alignkit.data.readers.jsonl import iter_jsonl_rows
 from alignkit.decode.pas import ALPHAS, holdout_split, search_alpha, trait_mae
 from alignkit.decode.pas_heads import PASArtifact, build_artifact, capture_heads, pas_steering
 from alignkit.errors import DataError
@@ -36,13 +37,9 @@ TRAITS = ("O", "C", "E", "A", "N")
 def read_bank(path: str | Path) -> dict[str, dict[str, Any]]:
     """Items by id; a bad row is an error naming FILE:LINE:field."""
     bank: dict[str, dict[str, Any]] = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not JSON ({e.msg})") from e
+    for n, row in iter_jsonl_rows(path):  # blank lines skipped; a bad line is a DataError naming FILE:LINE
+        if isinstance(row, DataError):
+            raise row
         for field, ok in (("id", bool(str(row.get("id", "")).strip())), ("text", bool(str(row.get("text", "")).strip())),
                           ("trait", row.get("trait") in TRAITS), ("key", row.get("key", "+") in ("+", "-"))):
             if not ok:

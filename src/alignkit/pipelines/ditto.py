@@ -13,7 +13,6 @@ The evaluation (WikiRoleEval's three judges) is `alignkit.evaluate.roleplay`.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignkit.data.readers.jsonl import iter_jsonl_rows
 from alignkit.decode.sampler import Sampler
 from alignkit.errors import DataError
 from alignkit.safety.judges import REFUSAL_PHRASES, is_refusal
@@ -69,14 +69,10 @@ def read_characters(path: str) -> list[dict[str, Any]]:
     if not path:
         raise DataError("ditto.characters is not set: give a JSONL of character records")
     out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not JSON ({e.msg})") from e
-        if not isinstance(row, dict) or not str(row.get("name") or "").strip():
+    for n, row in iter_jsonl_rows(path):  # blank lines skipped; a bad line is a DataError naming FILE:LINE
+        if isinstance(row, DataError):
+            raise row
+        if not str(row.get("name") or "").strip():
             raise DataError(f"{path}:{n}:name: a character needs a non-empty name")
         claims = row.get("claims") or []
         if not isinstance(claims, list) or not all(isinstance(c, list | tuple) and len(c) == 2 and

@@ -17,7 +17,6 @@ The prompt wording is alignkit's paraphrase of the repository's (`seed_ppl/promp
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from alignkit.data.readers.jsonl import iter_jsonl_rows
 from alignkit.decode.sampler import Sampler
 from alignkit.errors import DataError
 from alignkit.pipelines.isheep import RuleFilter, dedup, instruction_drop_reason, keep_pair, parse_score
@@ -91,14 +91,10 @@ def read_seeds(path: str) -> list[dict[str, str]]:
         raise DataError("isheep.seeds is not set: give a JSONL of seed tasks ({\"instruction\", \"input\", "
                         "\"output\"})")
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not JSON ({e.msg})") from e
-        if not isinstance(row, dict) or not str(row.get("instruction") or "").strip():
+    for n, row in iter_jsonl_rows(path):  # blank lines skipped; a bad line is a DataError naming FILE:LINE
+        if isinstance(row, DataError):
+            raise row
+        if not str(row.get("instruction") or "").strip():
             raise DataError(f"{path}:{n}:instruction: a seed task needs a non-empty instruction")
         rows.append({"instruction": str(row["instruction"]).strip(), "input": str(row.get("input") or "").strip(),
                      "output": str(row.get("output") or "").strip()})
