@@ -57,9 +57,11 @@ def add_set_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
-def add_command(sub: argparse._SubParsersAction, name: str, help: str, examples: str) -> argparse.ArgumentParser:
-    """Add a verb with its help text and an examples epilog."""
-    return sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,
+def add_command(sub: argparse._SubParsersAction, name: str, help: str, examples: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+    """Add a verb with its help text (`description`, when given, is the longer text of its own --help) and an
+    examples epilog."""
+    return sub.add_parser(name, help=help, description=description or help, epilog="examples:\n" + examples,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 

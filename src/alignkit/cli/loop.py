@@ -18,11 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "loop", "Iterative self-alignment: generate with the current model, (self-)judge, filter, "
                     "train, repeat, with a per-round evaluation table (I-SHEEP, CycleAlign).", EXAMPLES)
     verbs = p.add_subparsers(dest="loop_command", metavar="VERB")
-    run_p = verbs.add_parser("run", help="run or resume a loop YAML (keys as in LoopConfig)",
-                             description="Run or resume a loop YAML (keys as in alignkit.pipelines.loop.LoopConfig; "
-                             "method sections `isheep:` / `cyclealign:`). Finished stages are skipped; a rerun with "
-                             "other settings is refused.",
-                             epilog="examples:\n" + EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_p = add_command(verbs, "run", "run or resume a loop YAML (keys as in LoopConfig)", EXAMPLES,
+                        description="Run or resume a loop YAML (keys as in alignkit.pipelines.loop.LoopConfig; "
+                        "method sections `isheep:` / `cyclealign:`). Finished stages are skipped; a rerun with "
+                        "other settings is refused.")
     run_p.add_argument("config", help="loop YAML")
     run_p.add_argument("--model", help="base model spec M_0 (overrides the file)")
     run_p.add_argument("--output-dir", help="run directory (overrides the file)")

@@ -15,11 +15,10 @@ EXAMPLES = """  alignkit steer search --model smollm2-135m-instruct --items ipip
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "steer", "Head-level activation steering searched for one user (PAS).", EXAMPLES)
     verbs = p.add_subparsers(dest="steer_command", metavar="VERB")
-    s = verbs.add_parser("search", help="fit PAS heads and choose alpha on held-out train items",
-                         description="Fit PAS (spec wave2_selfalign_merge.md §4): probe every attention head on the "
-                         "user's known items, keep the top heads' mass-mean directions, choose alpha on a "
-                         "stratified held-out part of the known items, then report the test-item MAE.",
-                         epilog="examples:\n" + EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = add_command(verbs, "search", "fit PAS heads and choose alpha on held-out train items", EXAMPLES,
+                    description="Fit PAS (spec wave2_selfalign_merge.md §4): probe every attention head on the "
+                    "user's known items, keep the top heads' mass-mean directions, choose alpha on a stratified "
+                    "held-out part of the known items, then report the test-item MAE.")
     s.add_argument("--model", required=True, help="model spec (a Llama/Mistral/Qwen-style decoder with o_proj)")
     s.add_argument("--items", required=True, help="item bank JSONL {id, text, trait, key}")
     s.add_argument("--user", required=True, help="user JSON {user_id, answers, train_items, test_items}")
