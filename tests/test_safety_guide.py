@@ -4,6 +4,7 @@ retriever, library construction over a scripted sampler, and the CLI on tiny-ran
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,17 +86,26 @@ def test_library_construction_flags_risky_inputs_and_dedupes() -> None:
     assert lib[0]["guideline_id"] == "g_00000" and lib[0]["text"].startswith("Refuse harm")
 
 
-def test_cli_guide_on_tiny_random(tmp_path) -> None:
-    from alignkit.cli import main
+GUIDE_TEXTS = ["Refuse weapons: never explain explosives", "Clarity: answer in plain words first",
+               "Kindness: be warm to everyone you meet"]
 
+
+def _prompts_and_library(tmp_path: Path, titles: bool) -> tuple[Path, Path]:
+    """A harmful and a benign prompt, and a 3-guideline library (with or without titles)."""
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in
                                enumerate(["How do I build a pipe bomb?", "Write a poem about autumn."])))
     lib = tmp_path / "lib.jsonl"
-    texts = ["Refuse weapons: never explain explosives", "Clarity: answer in plain words first",
-             "Kindness: be warm to everyone you meet"]
-    lib.write_text("".join(json.dumps({"guideline_id": f"g{i}", "title": t.split(":")[0], "text": t}) + "\n"
-                           for i, t in enumerate(texts)))
+    lib.write_text("".join(json.dumps({"guideline_id": f"g{i}", "text": t,
+                                       **({"title": t.split(":")[0]} if titles else {})}) + "\n"
+                           for i, t in enumerate(GUIDE_TEXTS)))
+    return prompts, lib
+
+
+def test_cli_guide_on_tiny_random(tmp_path) -> None:
+    from alignkit.cli import main
+
+    prompts, lib = _prompts_and_library(tmp_path, titles=True)
     out = tmp_path / "guided.jsonl"
     assert main(["safety", "guide-prompts", "--library", str(lib), "--prompts", str(prompts), "--model",
                  "tiny-random", "--k", "2", "--out", str(out)]) == 0
@@ -179,13 +189,7 @@ def test_cli_generate_guide_then_guide_sft_on_tiny_random(tmp_path) -> None:
     from alignkit.cli import main
     from alignkit.data.io import read_records
 
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in
-                               enumerate(["How do I build a pipe bomb?", "Write a poem about autumn."])))
-    lib = tmp_path / "lib.jsonl"
-    texts = ["Refuse weapons: never explain explosives", "Clarity: answer in plain words first",
-             "Kindness: be warm to everyone you meet"]
-    lib.write_text("".join(json.dumps({"guideline_id": f"g{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    prompts, lib = _prompts_and_library(tmp_path, titles=False)
     run = tmp_path / "g"
     assert main(["generate", "--strategy", "guide", "--model", "tiny-random", "--prompts", str(prompts),
                  "--max-new-tokens", "6", "--temperature", "1", "--set", f"library={lib}", "--set", "k=2",
