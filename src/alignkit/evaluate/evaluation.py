@@ -250,8 +250,9 @@ def _kl(cfg: EvalConfig, prompt_examples: list[PromptExample], rows: list[dict[s
     # the reference reads the same rendered prompts (same template) so log π − log π_ref compares like with like
     ref_model, ref_tok = load_model(cfg.reference_model, chat_template=cfg.chat_template)  # type: ignore[arg-type]
     prompts = [p.prompt for p in prompt_examples]  # a --samples file need not repeat the prompts
-    same_vocab = (tokenizer or load_tokenizer(cfg.model)).get_vocab() == ref_tok.get_vocab()  # type: ignore[arg-type]
-    if not cfg.samples and same_vocab and all("token_ids" in r and "logprob" in r for r in rows):
+    # the sampled ids are only meaningful to the reference if both tokenizers share one vocabulary
+    if (not cfg.samples and all("token_ids" in r and "logprob" in r for r in rows)
+            and (tokenizer or load_tokenizer(cfg.model)).get_vocab() == ref_tok.get_vocab()):  # type: ignore[arg-type]
         # This run sampled them at temperature 1, top_p 1: each row's `logprob` is already log π(y|x) of the
         # sampled tokens (EOS included), so only the reference scores, the same token ids (no re-tokenisation).
         completions: list[Any] = [r["token_ids"] for r in rows]
