@@ -146,10 +146,42 @@ def test_kl_scores_the_sampled_tokens_against_the_reference(tmp_path: Path, prom
     assert kl["scored"].startswith("the sampled token ids")
 
 
+def test_kl_against_a_reference_with_another_vocabulary_rescores_the_texts(tmp_path: Path, prompts: Path) -> None:
+    """Token ids mean nothing to a reference with another vocabulary: the KL falls back to re-tokenising the
+    completion texts for both models instead of feeding the policy's ids to the reference."""
+    from alignkit.models import load_model
+
+    model, tokenizer = load_model("tiny-random:2:32")
+    tokenizer.add_tokens(["<only-in-the-reference>"])
+    model.resize_token_embeddings(len(tokenizer))
+    ref_dir = tmp_path / "ref"
+    model.save_pretrained(ref_dir)
+    tokenizer.save_pretrained(ref_dir)
+    cfg = EvalConfig(model="tiny-random", prompts=str(prompts), reward="csr", reference_model=str(ref_dir),
+                     temperature=1.0, max_new_tokens=8, n_resamples=100, output_dir=str(tmp_path / "run"))
+    kl = evaluate(cfg)["kl"]
+    assert kl["scored"] == "the completion texts, re-tokenised"
+    assert kl["n"] == 3
+
+
 def _five_prompts(path: Path) -> Path:
     path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Tell me about {w}."}) + "\n"
                             for i, w in enumerate(("cats", "rain", "bread", "ships", "moss"))))
     return path
+
+
+def test_a_forward_batch_smaller_than_the_call_refills_without_changing_samples(tmp_path: Path) -> None:
+    """`max_batch_rows` below `batch_size`: prompts wait and take the places of rows that finished (continuous
+    batching); the rows are those of a forward batch as large as the call, because seeds follow the call."""
+    prompts = _five_prompts(tmp_path / "p.jsonl")
+
+    def rows(out: str, **kw: object) -> list[dict]:
+        evaluate(EvalConfig(model="tiny-random", prompts=str(prompts), reward="csr", temperature=1.0,
+                            max_new_tokens=6, batch_size=5, n_resamples=50, output_dir=str(tmp_path / out), **kw))
+        return [{k: r[k] for k in ("id", "completion", "token_ids", "finish_reason")}
+                for r in map(json.loads, (tmp_path / out / "samples.jsonl").read_text().splitlines())]
+
+    assert rows("narrow", max_batch_rows=2) == rows("wide")
 
 
 def test_a_resumed_sampled_eval_equals_an_uninterrupted_one(tmp_path: Path) -> None:

@@ -208,3 +208,43 @@ def test_low_memory_allocator_is_available_on_glibc():
         pytest.skip("mallopt is glibc's")
     code = "from alignkit.train.memory import release_large_frees; assert release_large_frees()"
     subprocess.run([sys.executable, "-c", code], check=True)  # a child process: the policy is process-wide
+
+
+def _padded_tokens(batches: list[list[int]]) -> int:
+    return sum(max(b) * len(b) for b in batches)
+
+
+def test_group_by_length_puts_similar_lengths_in_a_batch_and_keeps_the_epoch_random() -> None:
+    from alignkit.train.loop import epoch_order
+
+    lengths = [(7 * i) % 23 + 1 for i in range(40)]
+    order = epoch_order(40, 0, seed=3, shuffle=True, lengths=lengths, batch=4, mega_batches=5)
+    assert sorted(order) == list(range(40))  # every example once
+    batches = [[lengths[i] for i in order[k:k + 4]] for k in range(0, 40, 4)]
+    plain = epoch_order(40, 0, seed=3, shuffle=True)
+    assert _padded_tokens(batches) < 0.8 * _padded_tokens([[lengths[i] for i in plain[k:k + 4]]
+                                                           for k in range(0, 40, 4)])
+    for mega in (order[:20], order[20:]):  # a mega-batch of 5 batches cut from its length-sorted examples
+        cut = [sorted((lengths[i] for i in mega), reverse=True)[k:k + 4] for k in range(0, 20, 4)]
+        assert sorted(map(sorted, ([lengths[i] for i in mega[k:k + 4]] for k in range(0, 20, 4)))) == \
+            sorted(map(sorted, cut))
+    assert order == epoch_order(40, 0, seed=3, shuffle=True, lengths=lengths, batch=4, mega_batches=5)  # resumable
+    assert order != epoch_order(40, 1, seed=3, shuffle=True, lengths=lengths, batch=4, mega_batches=5)
+
+
+def test_group_by_length_reaches_the_batches_the_engine_pads(tmp_path, monkeypatch):
+    from alignkit.data.records import SFTExample
+
+    padded: dict[bool, int] = {}
+    real = engine.collate
+
+    def spy(data, indices, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        padded[key] += max(len(s.input_ids) for i in indices for s in data.examples[i].seqs) * len(indices)
+        return real(data, indices, *a, **k)
+
+    monkeypatch.setattr(engine, "collate", spy)
+    records = [SFTExample(f"Question {i}?", " ".join(["word"] * ((11 * i) % 37 + 1))) for i in range(32)]
+    for key in (False, True):
+        padded[key] = 0
+        train(cfg(tmp_path, f"g{key}", objective="sft", epochs=1, max_steps=0, group_by_length=key), records=records)
+    assert padded[True] < 0.9 * padded[False]  # the prompts (chat template included) are ~30 tokens of each

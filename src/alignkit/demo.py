@@ -62,6 +62,7 @@ class DemoConfig:
     epochs: float = 3.0
     batch_size: int = 8
     gen_batch_size: int = 128  # sampled rows per forward pass (see recipe.RecipeConfig)
+    call_rows: int = 512  # sampled rows per sampler call, kept flowing through the forward batch (recipe.RecipeConfig)
     seed: int = 0
 
     def resolved(self) -> DemoConfig:
@@ -77,7 +78,8 @@ class DemoConfig:
                             samples_per_prompt=self.n_samples, require_eos=self.require_eos, max_new_tokens=self.max_new_tokens,
                             temperature=self.temperature, eval_temperature=self.temperature, lr=self.lr,
                             per_prompt=self.per_prompt, epochs=self.epochs, batch_size=self.batch_size,
-                            lora_r=self.lora_r, gen_batch_size=self.gen_batch_size, seed=self.seed)
+                            lora_r=self.lora_r, gen_batch_size=self.gen_batch_size, call_rows=self.call_rows,
+                            seed=self.seed)
 
 
 def _eval_cfg(cfg: DemoConfig, out: Path, method: str, **kw: Any) -> Any:
@@ -85,7 +87,8 @@ def _eval_cfg(cfg: DemoConfig, out: Path, method: str, **kw: Any) -> Any:
 
     return EvalConfig(model=cfg.model, prompts=cfg.test_prompts, limit=cfg.n_test_prompts, reward="csr", method=method,
                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                      batch_size=cfg.gen_batch_size, seed=cfg.seed, output_dir=str(out), **kw)
+                      batch_size=max(cfg.call_rows, cfg.gen_batch_size), max_batch_rows=cfg.gen_batch_size,
+                      seed=cfg.seed, output_dir=str(out), **kw)
 
 
 def _trained_eval(cfg: DemoConfig, out: Path, method: str, model_dir: str, base_eval: Path) -> dict[str, Any]:

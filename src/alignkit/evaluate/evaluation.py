@@ -50,7 +50,10 @@ class EvalConfig:
     max_new_tokens: int = 128
     temperature: float = 0.0
     top_p: float = 1.0
-    batch_size: int = 16
+    batch_size: int = 16  # prompts per sampler call: the unit of seeding and of resume
+    # rows per forward pass (None: max(64, batch_size)); below batch_size, a row that finishes hands its place to a
+    # waiting prompt of the same call (continuous batching), so the forward batch stays full to the call's end
+    max_batch_rows: int | None = None
     seed: int = 0
     n_resamples: int = 2000
     output_dir: str = "runs/eval"
@@ -186,7 +189,8 @@ def generate_samples(cfg: EvalConfig, prompts: list[PromptExample], out: Path, m
             model, tokenizer = load_model(cfg.model, chat_template=cfg.chat_template)
         # Rows per forward pass: on a CPU a decode step costs nearly the same for 32 rows as for 128 (the LM head and
         # MLP GEMMs are far from their peak at small batch), so a large eval batch is ~1.5x faster per prompt.
-        sampler = HFSampler(model, tokenizer, template=cfg.template, max_batch_rows=max(64, cfg.batch_size))
+        sampler = HFSampler(model, tokenizer, template=cfg.template,
+                            max_batch_rows=cfg.max_batch_rows or max(64, cfg.batch_size))
         todo = sum(len(b) for b in batches)
         with out.open("a", encoding="utf-8") as f, tqdm(total=todo, desc="generating", unit="prompt") as bar:
             for chunk in batches:

@@ -71,6 +71,9 @@ class TrainConfig:
     template: Literal["auto", "always", "never", "chat-only"] = "auto"
     chat_template: str | None = None  # a Jinja file (or the template text) replacing the tokenizer's own
     shuffle: bool = True
+    # batches of similar-length examples (transformers' / TRL's group_by_length): less padding, same examples per
+    # epoch; train.loop.epoch_order
+    group_by_length: bool = False
     # bad data records: stop at the first (error) or skip them, counted, printed and listed in the run
     # directory's data_skipped.json (skip) -- the same policy as `alignkit data validate`
     on_bad_record: Literal["error", "skip"] = "error"

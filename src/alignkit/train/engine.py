@@ -70,6 +70,10 @@ class DataSource:
     def get(self, indices: list[int]) -> Batch:
         return collate(self.data, indices, self.pad_id, with_kl=self.with_kl)
 
+    def lengths(self) -> list[int]:
+        """Tokens of each example's longest sequence: what its batch is padded to (group_by_length)."""
+        return [max(len(s.input_ids) for s in e.seqs) for e in self.data.examples]
+
 
 @dataclass
 class TrainResult:

@@ -52,11 +52,28 @@ class LoopResult:
     examples_left_out_per_epoch: int = 0
 
 
-def epoch_order(n: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
+def epoch_order(n: int, epoch: int, seed: int, shuffle: bool, lengths: list[int] | None = None,
+                batch: int = 1, mega_batches: int = 50) -> list[int]:
+    """The epoch's example order: a seeded permutation (the same for a resumed run), or the identity.
+
+    With `lengths` (TrainConfig.group_by_length, transformers' LengthGroupedSampler): the permutation is cut into
+    mega-batches of `mega_batches` batches, each sorted longest first and cut into batches, whose order within the
+    mega-batch is shuffled again; a batch then holds examples of similar length, so padding (which costs compute and
+    holds no signal) shrinks, while which examples meet in a mega-batch stays random."""
     if not shuffle:
         return list(range(n))
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g).tolist()
+    order = torch.randperm(n, generator=g).tolist()
+    if lengths is None:
+        return order
+    out: list[int] = []
+    size = max(1, mega_batches * batch)
+    for start in range(0, n, size):
+        mega = sorted(order[start:start + size], key=lambda i: -lengths[i])
+        chunks = [mega[k:k + batch] for k in range(0, len(mega), batch)]
+        for c in torch.randperm(len(chunks), generator=g).tolist():
+            out += chunks[c]
+    return out
 
 
 def read_metrics_lines(path: Path, log: Callable[[str], None] = print, what: str = "metrics record") -> list[str]:
@@ -169,6 +186,7 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
     n = len(source)
     global_batch = cfg.batch_size * world
     micro_per_epoch = n // global_batch
+    lengths = source.lengths() if cfg.group_by_length and hasattr(source, "lengths") else None
     if micro_per_epoch == 0:
         raise ConfigError(f"{n} training examples cannot fill one global batch of {global_batch} "
                           f"(batch_size {cfg.batch_size} × {world} processes); lower batch_size")
@@ -230,7 +248,7 @@ def train_loop(model: nn.Module, source: BatchSource, step_fn: StepFn, cfg: Trai
         for a in range(cfg.grad_accum):
             epoch, j = divmod(micro, micro_per_epoch)
             if epoch not in orders:
-                orders = {epoch: epoch_order(n, epoch, cfg.seed, cfg.shuffle)}
+                orders = {epoch: epoch_order(n, epoch, cfg.seed, cfg.shuffle, lengths, global_batch)}
             glob = orders[epoch][j * global_batch:(j + 1) * global_batch]
             batch = source.get(glob[rank * cfg.batch_size:(rank + 1) * cfg.batch_size])
             micro += 1
