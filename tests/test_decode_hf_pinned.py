@@ -65,3 +65,11 @@ def test_continuous_batching_refills_the_batch_without_changing_samples(model_to
     decode_steps = [s for s in shapes if s[1] == 1]
     assert len(decode_steps) <= 12
     assert max(s[0] for s in shapes) <= 2
+
+
+def test_a_call_longer_than_one_forward_batch_shows_its_rows_progress(model_tok, capsys) -> None:  # noqa: ANN001
+    model, tok = model_tok
+    HFSampler(model, tok, max_batch_rows=2, progress=True).sample(PROMPTS, max_new_tokens=3, seed=1)
+    assert "sampling:" in capsys.readouterr().err  # tqdm on stderr, over the call's 4 rows
+    HFSampler(model, tok, max_batch_rows=8, progress=True).sample(PROMPTS, max_new_tokens=3, seed=1)
+    assert "sampling" not in capsys.readouterr().err  # one forward batch: the caller's own bar says enough

@@ -49,8 +49,9 @@ def test_pairs_prefer_a_finished_best_and_a_truncated_worst() -> None:
 
 
 def test_list_stats_counts_samples_endings_and_prompts() -> None:
-    stats = list_stats([_list([1.0, 0.0], ["eos", "length"]), _list([0.0, 0.0], ["length", "length"])])
-    assert stats == {"samples": 4, "pass_rate": 0.25, "eos_rate": 0.25, "prompts_with_pass": 0.5}
+    stats = list_stats([_list([1.0, 0.0], ["eos", "length"]), _list([0.0, 0.0], ["length", "rejected"])])
+    assert stats == {"samples": 4, "pass_rate": 0.25, "eos_rate": 0.25, "prompts_with_pass": 0.5,
+                     "rejected_rate": 0.25}  # an early-rejected sample did not end by itself
 
 
 def test_rounds_take_fresh_slices_of_the_train_prompts() -> None:

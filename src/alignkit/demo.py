@@ -50,7 +50,8 @@ class DemoConfig:
     n_strategy_prompts: int | None = 48
     n_samples: int = 4  # samples per train prompt, from the current policy
     max_new_tokens: int = 112
-    temperature: float = 1.0
+    temperature: float = 1.0  # every evaluation, best-of-N and QAlign
+    data_temperature: float = 1.0  # the RFT rounds' samples (recipe.RecipeConfig.temperature; docs/efficacy.md)
     bon_n: int = 4
     qalign_steps: int = 4  # MH steps; each proposes a suffix, about half a completion on average
     qalign_beta: float = 0.1
@@ -76,7 +77,7 @@ class DemoConfig:
                             test_prompts=self.test_prompts, n_train_prompts=self.n_train_prompts,
                             n_test_prompts=self.n_test_prompts, rounds=self.rounds, method="rft", reward="csr",
                             samples_per_prompt=self.n_samples, require_eos=self.require_eos, max_new_tokens=self.max_new_tokens,
-                            temperature=self.temperature, eval_temperature=self.temperature, lr=self.lr,
+                            temperature=self.data_temperature, eval_temperature=self.temperature, lr=self.lr,
                             per_prompt=self.per_prompt, epochs=self.epochs, batch_size=self.batch_size,
                             lora_r=self.lora_r, gen_batch_size=self.gen_batch_size, call_rows=self.call_rows,
                             seed=self.seed)
@@ -109,14 +110,14 @@ def _strategy(cfg: DemoConfig, out: Path, strategy: str, base_eval: Path) -> dic
     from alignkit.rewards.registry import load_reward
 
     model, tokenizer = load_model(cfg.model)
-    sampler = HFSampler(model, tokenizer, max_batch_rows=max(64, cfg.gen_batch_size))
+    sampler = HFSampler(model, tokenizer, max_batch_rows=max(64, cfg.gen_batch_size), progress=True)
     reward = load_reward("csr")
     cfg = replace(cfg, n_test_prompts=min(cfg.n_test_prompts, cfg.n_strategy_prompts or cfg.n_test_prompts))
     prompts = load_prompts(cfg.test_prompts)[: cfg.n_test_prompts]
     rows = []
     from tqdm.auto import tqdm
 
-    chunk = max(1, cfg.gen_batch_size // (cfg.bon_n if strategy == "bon" else 1))
+    chunk = max(1, max(cfg.call_rows, cfg.gen_batch_size) // (cfg.bon_n if strategy == "bon" else 1))
     for start in tqdm(range(0, len(prompts), chunk), desc=strategy, unit="batch"):
         batch = prompts[start:start + chunk]
         contexts = [{"constraints": [dict(c) for c in p.constraints]} for p in batch]

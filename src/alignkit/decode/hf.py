@@ -19,7 +19,7 @@ batch (checked by tests: greedy batched == greedy alone).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -72,10 +72,12 @@ class HFSampler:
             of each context, `Compute.forward_tokens` counts only the tokens really processed and
             `Compute.cached_tokens` the reused ones. Results equal the uncached ones up to float rounding
             (tests/test_prefix_cache.py).
+        progress: a progress bar over the rows of each `sample`/`extend` call that has more rows than one forward
+            batch (a long call with continuous batching would otherwise be silent until it returns).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, raw: bool = False, template: str = "auto",
-                 max_batch_rows: int = 64, prefix_cache_mb: float = 0) -> None:
+                 max_batch_rows: int = 64, prefix_cache_mb: float = 0, progress: bool = False) -> None:
         from alignkit.data.tokenize import sampler_template
 
         if tokenizer.pad_token_id is None:
@@ -85,6 +87,7 @@ class HFSampler:
         self.template = sampler_template(template, raw)
         self.raw = self.template in ("chat-only", "never")  # plain strings are fed verbatim (URIAL checks this)
         self.max_batch_rows = max(1, int(max_batch_rows))
+        self.progress = progress
         self.compute = Compute()
         if prefix_cache_mb < 0:
             raise ConfigError(f"prefix_cache_mb must be >= 0 (0 = off), got {prefix_cache_mb}")
@@ -138,14 +141,21 @@ class HFSampler:
         return [int(t) for t in prefix]
 
     # ---------------------------------------------------------------- protocol
+    # `sample` takes `reject`: per prompt, a test of the partial text that stops a doomed row early
+    supports_reject = True
+
     def sample(self, prompts: Sequence[Prompt], n: int = 1, max_new_tokens: int = 128, temperature: float = 1.0,
-               top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None
-               ) -> list[list[Sample]]:
+               top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None,
+               reject: Sequence[Callable[[str], bool] | None] | None = None) -> list[list[Sample]]:
+        """As the protocol; `reject` (one entry per prompt, None for none): a row whose partial text it condemns
+        stops with finish reason `rejected` (`alignkit.rewards.early_reject`); the other rows are unchanged."""
         _check_decoding(max_new_tokens, temperature, top_p, top_k, n)
+        if reject is not None and len(reject) != len(prompts):
+            raise ConfigError(f"sample got {len(reject)} reject tests for {len(prompts)} prompts")
         self._begin()
         contexts = [self.encode_prompt(p, i) for i, p in enumerate(prompts)]
         flat = self._generate(contexts, [[] for _ in contexts], n, max_new_tokens, temperature, top_p, top_k,
-                              stop, seed)
+                              stop, seed, reject)
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     # `extend` takes one max_new_tokens per row (QAlign continues every chain with its own budget in one call)
@@ -240,11 +250,11 @@ class HFSampler:
         return (mask.cumsum(-1) - 1).clamp(min=0)
 
     def _generate(self, contexts: list[list[int]], prefixes: list[list[int]], n: int, max_new_tokens: int | list[int],
-                  temperature: float, top_p: float, top_k: int, stop: Sequence[str], seed: int | None
-                  ) -> list[Sample]:
+                  temperature: float, top_p: float, top_k: int, stop: Sequence[str], seed: int | None,
+                  reject: Sequence[Callable[[str], bool] | None] | None = None) -> list[Sample]:
         """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); max_new_tokens per prompt or one."""
         budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(contexts)
-        return generate(self, contexts, prefixes, n, budgets, temperature, top_p, top_k, stop, seed)
+        return generate(self, contexts, prefixes, n, budgets, temperature, top_p, top_k, stop, seed, reject)
 
     def _generator(self, seed: int | None, key: tuple[int, int]) -> torch.Generator:
         g = torch.Generator(device="cpu")

@@ -17,7 +17,7 @@ falls back to the chunked behaviour (a new group joins only when the batch is em
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,6 +29,10 @@ from alignkit.decode.sampler import Sample
 
 if TYPE_CHECKING:
     from alignkit.decode.hf import HFSampler
+
+# tokens between two early-rejection tests of a row: decoding every step would cost more than the few tokens a
+# doomed row runs on for
+REJECT_EVERY = 4
 
 
 def cache_of(out: Any) -> Any:
@@ -74,8 +78,12 @@ def _trim(cache: Any, mask: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]], n: int, budgets: list[int],
-             temperature: float, top_p: float, top_k: int, stop: Sequence[str], seed: int | None) -> list[Sample]:
-    """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); one budget per prompt."""
+             temperature: float, top_p: float, top_k: int, stop: Sequence[str], seed: int | None,
+             reject: Sequence[Callable[[str], bool] | None] | None = None) -> list[Sample]:
+    """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); one budget per prompt.
+
+    `reject[i]`: a test of prompt i's partial text (`alignkit.rewards.early_reject`), run every `REJECT_EVERY`
+    tokens; a row it condemns stops with finish reason `rejected` and gives its place to a waiting prompt."""
     stop = [s for s in stop if s]
     tail_tokens = max((len(s) for s in stop), default=0) + 1
     rows = len(contexts) * n
@@ -93,6 +101,10 @@ def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]]
     # row trades a few idle rows' matmul for far fewer whole-cache copies (docs/benchmarks.md, sampler rows).
     slack = max(n, sp.max_batch_rows // 8)
     slots: list[int | None] = []  # batch position -> row id; None once that row finished
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=rows, desc="sampling", unit="row", leave=False,
+               disable=not (sp.progress and rows > sp.max_batch_rows))
     cache: Any = None
     mask = last_pos = logits = None
     mergeable = True
@@ -166,9 +178,13 @@ def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]]
                 finish[r] = "stop"
             elif len(tokens[r]) == budgets[r // n]:
                 finish[r] = "length"
+            elif (reject is not None and reject[r // n] is not None and len(tokens[r]) % REJECT_EVERY == 0
+                  and reject[r // n](sp.decode(tokens[r]))):  # type: ignore[misc]
+                finish[r] = "rejected"
             else:
                 continue
             slots[b] = None
+            bar.update(1)
             if sp.prefix_cache is not None and mergeable:  # the row's KV covers its context and every token fed back
                 sp.prefix_cache.store(contexts[r // n] + tokens[r][:-1], row_kv(cache, b, mask[b]))
         if all(r is None for r in slots):
@@ -181,6 +197,7 @@ def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]]
                        use_cache=True, **{sp._cache_kw: cache})
         cache = cache_of(out)
         logits = out.logits[:, -1]
+    bar.close()
     samples = []
     for r in range(rows):
         prompt_i = r // n

@@ -65,7 +65,7 @@ class Sample:
     text: str
     token_ids: list[int]
     logprob: float  # summed log-prob of the sampled tokens under the sampling distribution
-    finish_reason: str  # "stop" | "eos" | "length"
+    finish_reason: str  # "stop" | "eos" | "length" | "rejected" (HFSampler.sample(reject=...))
     # log p(token) under the raw model (temperature 1, no truncation), one per token_ids entry; empty if unknown
     token_logprobs: list[float] = field(default_factory=list)
     forward_tokens: int = 0  # this sample's share of the call's forward tokens (see module docstring)

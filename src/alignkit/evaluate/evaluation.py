@@ -190,7 +190,7 @@ def generate_samples(cfg: EvalConfig, prompts: list[PromptExample], out: Path, m
         # Rows per forward pass: on a CPU a decode step costs nearly the same for 32 rows as for 128 (the LM head and
         # MLP GEMMs are far from their peak at small batch), so a large eval batch is ~1.5x faster per prompt.
         sampler = HFSampler(model, tokenizer, template=cfg.template,
-                            max_batch_rows=cfg.max_batch_rows or max(64, cfg.batch_size))
+                            max_batch_rows=cfg.max_batch_rows or max(64, cfg.batch_size), progress=True)
         todo = sum(len(b) for b in batches)
         with out.open("a", encoding="utf-8") as f, tqdm(total=todo, desc="generating", unit="prompt") as bar:
             for chunk in batches:

@@ -64,6 +64,9 @@ class RecipeConfig:
     # waiting one, so the forward batch stays full instead of draining to the call's longest answer; also the unit
     # an interrupt loses and the unit of seeding (changing it changes the samples)
     call_rows: int = 512
+    # rft: stop a data sample once it breaks a constraint for good (alignkit.rewards.early_reject): the same
+    # demonstrations for less sampling; off for pairs, whose losers must be whole answers
+    early_reject: bool = True
     eval_rounds: bool = False  # also evaluate each intermediate policy
     seed: int = 0
     extra_train: dict[str, Any] = field(default_factory=dict)  # more TrainConfig keys (e.g. torch_threads)
@@ -125,9 +128,10 @@ def build_round_data(cfg: RecipeConfig, out: Path, policy: str, round_index: int
     model, tokenizer = load_model(policy)
     settings = SamplingSettings(n=cfg.samples_per_prompt, max_new_tokens=cfg.max_new_tokens,
                                 temperature=cfg.temperature, seed=cfg.seed + round_index)
-    sampler = HFSampler(model, tokenizer, max_batch_rows=max(64, cfg.gen_batch_size))
+    sampler = HFSampler(model, tokenizer, max_batch_rows=max(64, cfg.gen_batch_size), progress=True)
     builder = ScoredSamplesBuilder(sampler, load_reward(cfg.reward), settings,
-                                   policy_name=policy, reward_spec=cfg.reward)
+                                   policy_name=policy, reward_spec=cfg.reward,
+                                   early_reject=cfg.early_reject and cfg.method == "rft")
     batch = max(1, max(cfg.call_rows, cfg.gen_batch_size) // cfg.samples_per_prompt)
     report = run_build(builder, items_from_prompts(prompts), out / "lists.jsonl", batch_size=batch)
     lists = read_records(out / "lists.jsonl", kind="listwise", allow_empty=True).records

@@ -33,23 +33,33 @@ from alignkit.errors import ConfigError
 class ScoredSamplesBuilder:
     """Sample `sampling.n` completions per prompt from `policy`, score them with `reward`, and write ONE listwise
     record per prompt with every sample (ties included) and `metadata.finish_reasons`. Prompts without
-    constraints are dropped (`no_constraints`) when the reward needs them (`needs_constraints`)."""
+    constraints are dropped (`no_constraints`) when the reward needs them (`needs_constraints`).
+
+    `early_reject`: stop a sample as soon as its partial text breaks a constraint for good
+    (`alignkit.rewards.early_reject`; finish reason `rejected`, scored on the text it had). For RFT data only:
+    a rejected sample could never have been a demonstration, so the selected demonstrations are the same and the
+    compute goes to other prompts; pairs would lose their full-length losers. Needs a sampler with
+    `supports_reject` (HFSampler); others sample in full."""
 
     name = "scored-samples"
 
     def __init__(self, policy: Sampler, reward: Any, sampling: SamplingSettings, *, policy_name: str,
-                 reward_spec: str, needs_constraints: bool = True) -> None:
+                 reward_spec: str, needs_constraints: bool = True, early_reject: bool = False) -> None:
         self.policy, self.reward, self.sampling = policy, reward, sampling
         self.policy_name, self.reward_spec = policy_name, reward_spec
         self.needs_constraints = needs_constraints
+        self.early_reject = early_reject and bool(getattr(policy, "supports_reject", False))
 
     def settings(self) -> dict[str, Any]:
         return {"builder": self.name, "reward": self.reward_spec, "policy": self.policy_name,
-                "sampling": self.sampling.as_dict()}
+                "sampling": self.sampling.as_dict(), **({"early_reject": True} if self.early_reject else {})}
 
     def build(self, items: Sequence[BuildItem]) -> list[Outcome]:
+        from alignkit.rewards.early_reject import doomed_check
+
         usable = [i for i in items if i.constraints or not self.needs_constraints]
-        samples = sample_batch(self.policy, usable, self.sampling) if usable else []
+        reject = [doomed_check(i.constraints) for i in usable] if self.early_reject else None
+        samples = sample_batch(self.policy, usable, self.sampling, reject=reject) if usable else []
         texts = [[s.text for s in row] for row in samples]
         scores = score_items(self.reward, usable, texts) if usable else []
         done = {i.key: (row, sc) for i, row, sc in zip(usable, samples, scores, strict=True)}
@@ -88,7 +98,7 @@ def _finished(lst: ListwiseExample) -> list[bool]:
     if reasons is None:
         raise ConfigError("scored lists carry no `finish_reasons` metadata; they were not written by "
                           "ScoredSamplesBuilder (use require_eos=False)")
-    return [r != "length" for r in reasons]
+    return [r not in ("length", "rejected") for r in reasons]
 
 
 def select_rft(lists: Sequence[ListwiseExample], *, min_score: float = 1.0, require_eos: bool = True,
@@ -150,5 +160,6 @@ def list_stats(lists: Sequence[ListwiseExample], threshold: float = 1.0) -> dict
     passing = sum(s >= threshold for x in lists for s in x.scores)
     ended = sum(sum(_finished(x)) for x in lists)
     any_pass = sum(any(s >= threshold for s in x.scores) for x in lists)
+    rejected = sum(r == "rejected" for x in lists for r in x.metadata.get("finish_reasons") or [])
     return {"samples": n, "pass_rate": passing / n, "eos_rate": ended / n,
-            "prompts_with_pass": any_pass / max(len(lists), 1)}
+            "prompts_with_pass": any_pass / max(len(lists), 1), "rejected_rate": rejected / n}

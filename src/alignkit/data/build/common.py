@@ -108,13 +108,17 @@ def load_prompts(spec: str, split: str | None = None) -> list[PromptExample]:
     return [_ifeval_constraints(r) for r in read_records(spec, kind="prompt", split=split).records]
 
 
-def sample_batch(sampler: Sampler, items: Sequence[BuildItem], settings: SamplingSettings) -> list[list[Sample]]:
+def sample_batch(sampler: Sampler, items: Sequence[BuildItem], settings: SamplingSettings,
+                 reject: Sequence[Any] | None = None) -> list[list[Sample]]:
     """n samples for each item. The call seed is derived from the settings' seed and the items' keys, so a
-    resumed build draws the same samples for the same batch."""
+    resumed build draws the same samples for the same batch. `reject`: per item, an early-rejection test for a
+    sampler that `supports_reject` (ScoredSamplesBuilder)."""
     seed = int(hashlib.sha256((str(settings.seed) + "|" + "|".join(i.key for i in items)).encode())
                .hexdigest()[:12], 16)
+    extra: dict[str, Any] = {"reject": reject} if reject is not None and any(r is not None for r in reject) else {}
     out = sampler.sample([i.prompt for i in items], n=settings.n, max_new_tokens=settings.max_new_tokens,
-                         temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, seed=seed)
+                         temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, seed=seed,
+                         **extra)
     if len(out) != len(items) or any(len(row) != settings.n for row in out):
         raise DataError(f"the sampler returned {[len(r) for r in out]} samples for {len(items)} prompts x "
                         f"n={settings.n}")
