@@ -146,3 +146,16 @@ def test_a_code_reward_in_a_recipe_file_needs_allow_code_rewards(tmp_path: Path,
     recipe.write_text(f"model: tiny-random\noutput_dir: {tmp_path / 'run'}\nreward: {tmp_path / 'evil.py'}:f\n")
     assert main(["recipe", "run", str(recipe)]) == 2
     assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_guard_warnings_flag_a_repetitive_far_moved_policy_and_pass_a_healthy_one() -> None:
+    """The numbers of docs/efficacy.md: row #9 (data at temperature 0.7) repeated itself; row #7 did not."""
+    from alignkit.evaluate.guards import guard_warnings
+
+    base = {"guards": {"distinct_2": {"within": 0.968}, "empty_share": 0.0}}
+    hollow = {"guards": {"distinct_2": {"within": 0.677}, "empty_share": 0.0}, "kl": {"value": 38.2}}
+    healthy = {"guards": {"distinct_2": {"within": 0.974}, "empty_share": 0.0}, "kl": {"value": 9.8}}
+    warnings = guard_warnings(hollow, base)
+    assert len(warnings) == 2 and warnings[0].startswith("repetition: distinct-2 within answers fell from 0.97 to 0.68")
+    assert "38.2 nats" in warnings[1]
+    assert guard_warnings(healthy, base) == []

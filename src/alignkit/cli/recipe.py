@@ -51,4 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if paired:
         print(f"paired gain over base (strict prompt-level accuracy): {100 * paired['value']:+.1f} points, "
               f"95% CI [{100 * paired['low']:+.1f}, {100 * paired['high']:+.1f}] over {paired['n']} prompts")
+    for warning in final.get("guard_warnings", []):
+        print(f"warning: {warning}")
     return 0

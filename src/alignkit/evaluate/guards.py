@@ -91,3 +91,28 @@ def guard_metrics(completions: Sequence[str], finish_reasons: Sequence[str | Non
     if overlaps:
         out["task_overlap"] = {"mean": statistics.fmean(overlaps), "n": len(overlaps)}
     return out
+
+
+# How far a guard may move against the base before the run is flagged (a trained policy *should* change length
+# and ending; these catch the ways a constraint win goes hollow).
+DISTINCT_2_DROP = 0.1  # repetition: the share of distinct bigrams within an answer falls by more than this
+EMPTY_SHARE_RISE = 0.05  # empty answers
+KL_NATS = 25.0  # per answer: far from the base even for a small model
+
+
+def guard_warnings(run: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Plain-language warnings where `run`'s guards (an eval.json headline) moved away from `base`'s in a way
+    that would make an accuracy gain hollow: repetition, empty answers, a large KL. Thresholds above."""
+    out = []
+    g, b = run.get("guards") or {}, base.get("guards") or {}
+    d_run, d_base = (g.get("distinct_2") or {}).get("within"), (b.get("distinct_2") or {}).get("within")
+    if d_run is not None and d_base is not None and d_base - d_run > DISTINCT_2_DROP:
+        out.append(f"repetition: distinct-2 within answers fell from {d_base:.2f} to {d_run:.2f}; read samples "
+                   "before trusting the accuracy gain")
+    e_run, e_base = g.get("empty_share"), b.get("empty_share")
+    if e_run is not None and e_base is not None and e_run - e_base > EMPTY_SHARE_RISE:
+        out.append(f"empty answers: {e_base:.0%} -> {e_run:.0%}")
+    kl = (run.get("kl") or {}).get("value")
+    if kl is not None and kl > KL_NATS:
+        out.append(f"KL to the base is {kl:.1f} nats per answer (> {KL_NATS:.0f}): the policy moved far")
+    return out

@@ -208,6 +208,9 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = print) -> dict[st
     final = stages.run("final-eval", lambda out: evaluate(
         _eval_cfg(cfg, out, policy, f"{cfg.method} x{cfg.rounds}", baseline=str(base_eval),
                   reference_model=cfg.model if cfg.eval_temperature == 1.0 else None)))
+    from alignkit.evaluate.guards import guard_warnings
+
+    final = {**final, "guard_warnings": guard_warnings(final, json.loads((base_eval / "eval.json").read_text()))}
     (root / "summary.json").write_text(json.dumps({"timings": stages.timings, "final": final}, indent=2,
                                                   default=str), encoding="utf-8")
     return final
