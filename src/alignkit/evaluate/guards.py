@@ -85,7 +85,7 @@ def guard_metrics(completions: Sequence[str], finish_reasons: Sequence[str | Non
     }
     known = [r for r in finish_reasons if r is not None]
     if known:
-        out["ended_share"] = sum(r != "length" for r in known) / len(known)
+        out["ended_share"] = sum(r not in ("length", "rejected") for r in known) / len(known)
     overlaps = [o for t, c in zip(base_tasks, completions, strict=False) if t
                 for o in [task_overlap(t, c)] if o is not None]
     if overlaps:

@@ -191,7 +191,7 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = print) -> dict[st
     save_config(cfg, root / "config.yaml")
     stages = Stages(root, log)
     base_eval = root / "base-eval"
-    stages.run("base-eval", lambda out: evaluate(_eval_cfg(cfg, out, cfg.model, "base")))
+    base = stages.run("base-eval", lambda out: evaluate(_eval_cfg(cfg, out, cfg.model, "base")))
     policy = cfg.model
     for r in range(1, cfg.rounds + 1):
         data = stages.run(f"round{r}/data", lambda out, p=policy, i=r: build_round_data(cfg, out, p, i))
@@ -210,7 +210,7 @@ def run_recipe(cfg: RecipeConfig, log: Callable[[str], None] = print) -> dict[st
                   reference_model=cfg.model if cfg.eval_temperature == 1.0 else None)))
     from alignkit.evaluate.guards import guard_warnings
 
-    final = {**final, "guard_warnings": guard_warnings(final, json.loads((base_eval / "eval.json").read_text()))}
+    final = {**final, "guard_warnings": guard_warnings(final, base)}
     (root / "summary.json").write_text(json.dumps({"timings": stages.timings, "final": final}, indent=2,
                                                   default=str), encoding="utf-8")
     return final
