@@ -38,6 +38,18 @@ def test_rft_never_keeps_the_same_text_twice() -> None:
     assert [r.completion for r in sel.records] == ["same"]
 
 
+def test_rft_drops_a_looping_demonstration_when_asked() -> None:
+    loop = "please see the article below. " * 6  # distinct-2 within: 5 unique bigrams of 29 = 0.17
+    fine = "The river bends twice before it reaches the old mill, where the water slows."
+    lists = [_list([1.0, 1.0], ["eos", "eos"], [loop, fine])]
+    assert [r.completion for r in select_rft(lists, per_prompt=2).records] == [loop, fine]
+    sel = select_rft(lists, per_prompt=2, min_distinct_2=0.9)
+    assert [r.completion for r in sel.records] == [fine]
+    assert sel.skipped == {"repetitive_passing_samples": 1}
+    with pytest.raises(ConfigError, match="min_distinct_2"):
+        select_rft(lists, min_distinct_2=1.5)
+
+
 def test_pairs_prefer_a_finished_best_and_a_truncated_worst() -> None:
     lst = _list([1.0, 1.0, 0.0, 0.0], ["length", "eos", "eos", "length"])
     (pair,) = select_pairs([lst]).records

@@ -51,6 +51,7 @@ class RecipeConfig:
     min_score: float = 1.0
     require_eos: bool = True
     per_prompt: int = 1  # rft: demonstrations kept per prompt
+    min_distinct_2: float = 0.0  # rft: drop repetitive demonstrations (selfdata.select_rft); 0 keeps all
     lr: float = 1e-4
     dpo_lr: float | None = None  # defaults to lr
     epochs: float = 2.0
@@ -138,7 +139,8 @@ def build_round_data(cfg: RecipeConfig, out: Path, policy: str, round_index: int
     summary: dict[str, Any] = {"policy": policy, "prompts": len(prompts), "lists": len(lists),
                                "build": report.summary(), **list_stats(lists, cfg.min_score)}
     if "rft" in cfg.method:
-        rft = select_rft(lists, min_score=cfg.min_score, require_eos=cfg.require_eos, per_prompt=cfg.per_prompt)
+        rft = select_rft(lists, min_score=cfg.min_score, require_eos=cfg.require_eos, per_prompt=cfg.per_prompt,
+                         min_distinct_2=cfg.min_distinct_2)
         write_records(out / "sft.jsonl", rft.records)
         summary["rft"] = rft.summary()
     if "dpo" in cfg.method:

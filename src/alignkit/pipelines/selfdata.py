@@ -102,11 +102,20 @@ def _finished(lst: ListwiseExample) -> list[bool]:
 
 
 def select_rft(lists: Sequence[ListwiseExample], *, min_score: float = 1.0, require_eos: bool = True,
-               per_prompt: int = 1) -> Selection:
+               per_prompt: int = 1, min_distinct_2: float = 0.0) -> Selection:
     """RFT demonstrations: up to `per_prompt` distinct samples per prompt with score >= `min_score` (and ended by
-    EOS/stop when `require_eos`), best first, ties in sample order."""
+    EOS/stop when `require_eos`), best first, ties in sample order.
+
+    `min_distinct_2`: drop a passing sample whose share of distinct word bigrams (distinct-2 within the answer,
+    `evaluate.guards.distinct_n`) is below this. Repetition satisfies several checks ("at least N words", keyword
+    and letter frequencies) without doing the task, and a policy fine-tuned on its own loops loops more each round
+    (docs/efficacy.md #9); natural answers sit near 0.97, a loop far below."""
+    from alignkit.evaluate.guards import distinct_n
+
     if per_prompt < 1:
         raise ConfigError(f"per_prompt must be >= 1, got {per_prompt}")
+    if not 0.0 <= min_distinct_2 <= 1.0:
+        raise ConfigError(f"min_distinct_2 must be in [0, 1], got {min_distinct_2}")
     sel = Selection()
     for lst in lists:
         ended = _finished(lst) if require_eos else [True] * len(lst.completions)
@@ -119,6 +128,9 @@ def select_rft(lists: Sequence[ListwiseExample], *, min_score: float = 1.0, requ
                 continue
             if not ended[i]:
                 sel.skipped["truncated_passing_samples"] += 1
+                continue
+            if min_distinct_2 and distinct_n([text], 2)["within"] < min_distinct_2:
+                sel.skipped["repetitive_passing_samples"] += 1
                 continue
             seen.add(text)
             sel.records.append(SFTExample(prompt=lst.prompt, completion=text,
