@@ -41,13 +41,15 @@ def test_rft_never_keeps_the_same_text_twice() -> None:
 def test_rft_drops_a_looping_demonstration_when_asked() -> None:
     loop = "please see the article below. " * 6  # distinct-2 within: 5 unique bigrams of 29 = 0.17
     fine = "The river bends twice before it reaches the old mill, where the water slows."
-    lists = [_list([1.0, 1.0], ["eos", "eos"], [loop, fine])]
-    assert [r.completion for r in select_rft(lists, per_prompt=2).records] == [loop, fine]
-    sel = select_rft(lists, per_prompt=2, min_distinct_2=0.9)
-    assert [r.completion for r in sel.records] == [fine]
+    lists = [_list([1.0, 1.0, 1.0], ["eos", "eos", "eos"], [loop, fine, "Yes."])]
+    assert [r.completion for r in select_rft(lists, per_prompt=3).records] == [loop, fine, "Yes."]
+    sel = select_rft(lists, per_prompt=3, min_distinct_2=0.9)
+    assert [r.completion for r in sel.records] == [fine, "Yes."]  # a one-word answer cannot repeat: kept
     assert sel.skipped == {"repetitive_passing_samples": 1}
     with pytest.raises(ConfigError, match="min_distinct_2"):
         select_rft(lists, min_distinct_2=1.5)
+    with pytest.raises(ConfigError, match="min_distinct_2"):  # before any sampling
+        RecipeConfig(min_distinct_2=-0.1).validate()
 
 
 def test_pairs_prefer_a_finished_best_and_a_truncated_worst() -> None:

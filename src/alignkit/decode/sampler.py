@@ -60,6 +60,10 @@ class Compute:
                 "reward_calls": self.reward_calls, "cached_tokens": self.cached_tokens}
 
 
+# finish reasons of a sample that did not end by itself: cut off by the budget, or stopped by early rejection
+UNFINISHED = frozenset({"length", "rejected"})
+
+
 @dataclass
 class Sample:
     text: str

@@ -21,6 +21,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from alignkit.decode.sampler import UNFINISHED
+
 _WORD = re.compile(r"[a-z0-9']+")
 # Words that say what to do rather than what about (they carry no topic) plus common function words.
 _STOP = frozenset("""a an the and or but if of to in on at for from by with about as into over under than then so
@@ -39,8 +41,14 @@ def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
 
 
+def distinct_within(text: str, n: int) -> float | None:
+    """Unique/total word n-grams of one answer; None when it has fewer than n words (nothing can repeat)."""
+    grams = _ngrams(words(text), n)
+    return len(set(grams)) / len(grams) if grams else None
+
+
 def distinct_n(texts: Sequence[str], n: int) -> dict[str, float]:
-    """`within`: mean over answers of unique/total n-grams (answers shorter than n are left out); `corpus`: unique
+    """`within`: mean over answers of `distinct_within` (answers shorter than n are left out); `corpus`: unique
     n-grams of all answers over their total."""
     per, pooled, total = [], set(), 0
     for t in texts:
@@ -85,7 +93,7 @@ def guard_metrics(completions: Sequence[str], finish_reasons: Sequence[str | Non
     }
     known = [r for r in finish_reasons if r is not None]
     if known:
-        out["ended_share"] = sum(r not in ("length", "rejected") for r in known) / len(known)
+        out["ended_share"] = sum(r not in UNFINISHED for r in known) / len(known)
     overlaps = [o for t, c in zip(base_tasks, completions, strict=False) if t
                 for o in [task_overlap(t, c)] if o is not None]
     if overlaps:

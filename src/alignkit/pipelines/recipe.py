@@ -77,6 +77,8 @@ class RecipeConfig:
             raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.rounds < 1 or self.n_train_prompts < 1 or self.samples_per_prompt < 2:
             raise ConfigError("rounds and n_train_prompts must be >= 1 and samples_per_prompt >= 2")
+        if not 0.0 <= self.min_distinct_2 <= 1.0:  # here too, so a bad value fails before a round is sampled
+            raise ConfigError(f"min_distinct_2 must be in [0, 1], got {self.min_distinct_2}")
 
 
 def check_same_recipe(cfg: RecipeConfig, saved: Path) -> None:

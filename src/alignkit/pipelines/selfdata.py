@@ -26,7 +26,7 @@ from alignkit.data.build.common import BuildItem, SamplingSettings, sample_batch
 from alignkit.data.build.reward import score_items
 from alignkit.data.build.runner import Outcome
 from alignkit.data.records import ListwiseExample, PairwiseExample, SFTExample
-from alignkit.decode.sampler import Sampler
+from alignkit.decode.sampler import UNFINISHED, Sampler
 from alignkit.errors import ConfigError
 
 
@@ -98,7 +98,7 @@ def _finished(lst: ListwiseExample) -> list[bool]:
     if reasons is None:
         raise ConfigError("scored lists carry no `finish_reasons` metadata; they were not written by "
                           "ScoredSamplesBuilder (use require_eos=False)")
-    return [r not in ("length", "rejected") for r in reasons]
+    return [r not in UNFINISHED for r in reasons]
 
 
 def select_rft(lists: Sequence[ListwiseExample], *, min_score: float = 1.0, require_eos: bool = True,
@@ -107,10 +107,10 @@ def select_rft(lists: Sequence[ListwiseExample], *, min_score: float = 1.0, requ
     EOS/stop when `require_eos`), best first, ties in sample order.
 
     `min_distinct_2`: drop a passing sample whose share of distinct word bigrams (distinct-2 within the answer,
-    `evaluate.guards.distinct_n`) is below this. Repetition satisfies several checks ("at least N words", keyword
+    `evaluate.guards.distinct_within`) is below this; an answer too short to repeat is kept. Repetition satisfies several checks ("at least N words", keyword
     and letter frequencies) without doing the task, and a policy fine-tuned on its own loops loops more each round
     (docs/efficacy.md #9); natural answers sit near 0.97, a loop far below."""
-    from alignkit.evaluate.guards import distinct_n
+    from alignkit.evaluate.guards import distinct_within
 
     if per_prompt < 1:
         raise ConfigError(f"per_prompt must be >= 1, got {per_prompt}")
@@ -129,7 +129,7 @@ def select_rft(lists: Sequence[ListwiseExample], *, min_score: float = 1.0, requ
             if not ended[i]:
                 sel.skipped["truncated_passing_samples"] += 1
                 continue
-            if min_distinct_2 and distinct_n([text], 2)["within"] < min_distinct_2:
+            if min_distinct_2 and (distinct_within(text, 2) or 1.0) < min_distinct_2:
                 sel.skipped["repetitive_passing_samples"] += 1
                 continue
             seen.add(text)
