@@ -67,3 +67,21 @@ def test_rerun_skips_finished_stages(demo_dir: Path) -> None:
 
     run_demo(load_config(DemoConfig, cfg_yaml), log=messages.append)
     assert sum("already done" in m for m in messages) == 8
+
+
+def test_demo_trains_with_its_own_settings() -> None:
+    """Every setting the demo shares with the recipe reaches the recipe round it runs (a field left out would
+    silently train with the recipe's default instead)."""
+    from dataclasses import fields
+
+    from alignkit.pipelines.recipe import RecipeConfig
+
+    demo = DemoConfig(n_train_prompts=7, per_prompt=3, min_distinct_2=0.5, lr=1e-4, lora_r=4, epochs=2.0,
+                      batch_size=3, rounds=4, seed=5, call_rows=64, gen_batch_size=16, max_new_tokens=33,
+                      data_temperature=0.6, temperature=0.9, n_samples=5, require_eos=False)
+    recipe = demo.recipe()
+    renamed = {"temperature": "eval_temperature", "data_temperature": "temperature", "n_samples": "samples_per_prompt"}
+    shared = ({f.name for f in fields(DemoConfig)} & {f.name for f in fields(RecipeConfig)}) | set(renamed)
+    for name in shared:
+        assert getattr(recipe, renamed.get(name, name)) == getattr(demo, name), name
+    assert (recipe.method, recipe.reward) == ("rft", "csr")

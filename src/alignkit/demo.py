@@ -42,7 +42,7 @@ class DemoConfig:
     quick: bool = False
     train_prompts: str = "suite:train"  # or a JSONL of prompts with IFEval-style `constraints`
     test_prompts: str = "suite:test"
-    n_train_prompts: int = 80  # fresh prompts per round
+    n_train_prompts: int = 120  # fresh prompts per round
     n_test_prompts: int = 160
     # best-of-N and QAlign run on the first `n_strategy_prompts` test prompts (None: all): their gains are large, so
     # fewer prompts still give intervals that exclude 0, and the time goes to the base/trained pair, whose smaller
@@ -51,13 +51,14 @@ class DemoConfig:
     n_samples: int = 4  # samples per train prompt, from the current policy
     max_new_tokens: int = 112
     temperature: float = 1.0  # every evaluation, best-of-N and QAlign
-    data_temperature: float = 1.0  # the RFT rounds' samples (recipe.RecipeConfig.temperature; docs/efficacy.md)
+    data_temperature: float = 0.8  # the RFT rounds' samples (recipe.RecipeConfig.temperature; docs/efficacy.md #11)
     bon_n: int = 4
     qalign_steps: int = 4  # MH steps; each proposes a suffix, about half a completion on average
     qalign_beta: float = 0.1
     require_eos: bool = True  # RFT keeps only answers that ended by themselves
     rounds: int = 2  # RFT rounds; round r samples fresh train prompts from round r-1's model
     per_prompt: int = 2  # demonstrations kept per prompt
+    min_distinct_2: float = 0.9  # passing samples that loop are not demonstrations (selfdata.select_rft; #11)
     lora_r: int = 32
     lr: float = 3e-4
     epochs: float = 3.0
@@ -78,7 +79,7 @@ class DemoConfig:
                             n_test_prompts=self.n_test_prompts, rounds=self.rounds, method="rft", reward="csr",
                             samples_per_prompt=self.n_samples, require_eos=self.require_eos, max_new_tokens=self.max_new_tokens,
                             temperature=self.data_temperature, eval_temperature=self.temperature, lr=self.lr,
-                            per_prompt=self.per_prompt, epochs=self.epochs, batch_size=self.batch_size,
+                            per_prompt=self.per_prompt, min_distinct_2=self.min_distinct_2, epochs=self.epochs, batch_size=self.batch_size,
                             lora_r=self.lora_r, gen_batch_size=self.gen_batch_size, call_rows=self.call_rows,
                             seed=self.seed)
 
