@@ -42,8 +42,8 @@ class DemoConfig:
     quick: bool = False
     train_prompts: str = "suite:train"  # or a JSONL of prompts with IFEval-style `constraints`
     test_prompts: str = "suite:test"
-    n_train_prompts: int = 120  # fresh prompts per round
-    n_test_prompts: int = 160
+    n_train_prompts: int = 100  # fresh prompts per round
+    n_test_prompts: int = 200
     # best-of-N and QAlign run on the first `n_strategy_prompts` test prompts (None: all): their gains are large, so
     # fewer prompts still give intervals that exclude 0, and the time goes to the base/trained pair, whose smaller
     # difference needs more prompts (the table's `prompts` column says which row used how many)
@@ -56,7 +56,7 @@ class DemoConfig:
     qalign_steps: int = 4  # MH steps; each proposes a suffix, about half a completion on average
     qalign_beta: float = 0.1
     require_eos: bool = True  # RFT keeps only answers that ended by themselves
-    rounds: int = 2  # RFT rounds; round r samples fresh train prompts from round r-1's model
+    rounds: int = 3  # RFT rounds; round r samples fresh train prompts from round r-1's model
     per_prompt: int = 2  # demonstrations kept per prompt
     min_distinct_2: float = 0.9  # passing samples that loop are not demonstrations (selfdata.select_rft; #11)
     lora_r: int = 32
