@@ -4,7 +4,7 @@
 
 Starts `alignkit studio RUNS_DIR`, checks that every demo run with samples is listed and that the base and trained
 runs' samples show side by side, makes a task from them in the page, labels `--pairs` items by keyboard as a person
-would (A or B by the verifier's reward, a tie where the rewards are equal), downloads the pairwise export through
+would (by the verifier's reward, then by which answer finished), downloads the pairwise export through
 the task page's link, and trains two DPO steps of the embedded model on it with `alignkit train`: no file is
 touched by hand. Prints what it did; exits non-zero at the first thing that does not work. Not a timed test: it
 needs a demo run (~10-20 min) first, so `tests/test_studio_browser.py` covers the same path on a fixture.
@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -36,13 +37,15 @@ def _start(root: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, m.group(1)
 
 
-def _rewards(runs: list[Path]) -> dict[tuple[str, str], float]:
-    """(prompt id, completion) -> its verifier reward: the stand-in 'person' labels the blind pair by it."""
+def _rewards(runs: list[Path]) -> dict[tuple[str, str], tuple[float, bool]]:
+    """(prompt id, completion) -> (verifier reward, ended by EOS): the stand-in 'person' labels the blind pair by
+    the reward, then prefers the answer that finished; a tie only when both are equal on both."""
     out = {}
     for run in runs:
         for line in (run / "samples.jsonl").read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            out[(str(row["id"]), row["completion"].strip())] = float(row.get("reward", 0.0))
+            out[(str(row["id"]), row["completion"].strip())] = (float(row.get("reward", 0.0)),
+                                                                row.get("finish_reason") == "eos")
     return out
 
 
@@ -60,7 +63,7 @@ def main() -> int:
     root: Path = args.runs_dir
     expected = sorted(p.parent.name for p in root.glob("*/samples.jsonl"))
     rewards = _rewards([root / args.base, root / args.trained])
-    task = f"demo-prefs-{args.pairs}"
+    task = f"demo-prefs-{time.strftime('%Y%m%d-%H%M%S')}"  # a new task each time: the studio never overwrites one
     proc, url = _start(root)
     work = Path(tempfile.mkdtemp(prefix="studio-demo-"))
     try:
@@ -97,7 +100,7 @@ def main() -> int:
             page.fill("#task-name", task)
             page.fill("#task-limit", str(args.pairs))
             page.click("#create-from-runs")
-            page.wait_for_url(f"**/tasks/{task}")
+            page.wait_for_url(f"**/tasks/{task}", timeout=60_000)
             page.fill("#annotator", "demo")
             page.click("#start-btn")
             page.wait_for_selector("#labeller")
