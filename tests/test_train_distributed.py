@@ -89,3 +89,28 @@ def test_kto_z0_uses_the_global_batch(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [r for r in _rows(tmp_path / "two") if "kl_rows" in r]
     assert len(rows) == 2 and all(r["kl_rows"] == 4.0 for r in rows)  # 2 processes × batch 2
+
+
+def test_fsdp_config_on_cpu_trains_as_data_parallel_and_says_so(tmp_path):
+    """recipes/accelerate/fsdp.yaml under `accelerate launch` on this CPU host: Accelerate (1.15) sets FSDP up only
+    on GPU-like devices, so the run is MULTI_CPU data parallel; it must still train and save a loadable model, and
+    print one line saying FSDP was not applied (docs/migrating-from-trl.md, "Distributed")."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": f" yes {i}.", "rejected": f" no {i}."}) + "\n"
+                            for i in range(8)))
+    config = Path(__file__).parents[1] / "recipes" / "accelerate" / "fsdp.yaml"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([str(accelerate), "launch", "--config_file", str(config), "--num_processes", "2",
+                          "--mixed_precision", "no", "--main_process_port", str(_free_port()), "-m", "alignkit",
+                          "train", "--model", "tiny-random:1:32", "--data", str(data), "--objective", "dpo",
+                          "--output-dir", str(tmp_path / "fsdp"), "--max-steps", "1", "--set", "batch_size=2",
+                          "--set", "progress=false", "--set", "torch_threads=1"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("the accelerate config asks for FSDP, but Accelerate runs MULTI_CPU here") == 1
+    assert [r["step"] for r in _rows(tmp_path / "fsdp") if "loss" in r] == [1]
+    from alignkit.models import load_model
+
+    model, _ = load_model(str(tmp_path / "fsdp" / "final"))
+    assert model is not None

@@ -7,7 +7,8 @@ Where each writes, offline by default where the tool allows it:
 * wandb: `RUN/wandb/`; `WANDB_MODE=offline` (set it, or `wandb offline`) keeps it off the network, `wandb sync`
   uploads later.
 * trackio: trackio's local store (`~/.cache/huggingface/trackio`), project = the run directory's name.
-* mlflow: `MLFLOW_TRACKING_URI` when set, else a file store at `RUN/mlruns/` (`mlflow ui --backend-store-uri`).
+* mlflow: `MLFLOW_TRACKING_URI` when set, else a file store at `RUN/mlruns/` (`mlflow ui --backend-store-uri`;
+  `MLFLOW_ALLOW_FILE_STORE` is set for it, as MLflow 3 asks).
 
 `check_trackers` runs before the model loads (a missing package fails in a second, not after loading and
 tokenising). Only the main process creates trackers.
@@ -69,6 +70,9 @@ def start_trackers(names: list[str], run_dir: Path, config: dict[str, Any] | Non
             if not os.environ.get("MLFLOW_TRACKING_URI"):
                 import mlflow
 
+                # MLflow 3 refuses a file store unless told; a database store would need SQLAlchemy, which
+                # mlflow-skinny lacks, and a file store is what `mlflow ui --backend-store-uri RUN/mlruns` reads.
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
                 mlflow.set_tracking_uri((run_dir / "mlruns").resolve().as_uri())
             tracker = cls(experiment_name=project, logging_dir=str(run_dir / "mlruns"))
         else:
