@@ -60,6 +60,8 @@ def serve(runs_dir: Path, host: str, port: int, store: Path | None) -> int:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))  # bound here so the printed URL has the real port (--port 0)
+    sock.listen(2048)  # listening before the URL is printed: a browser that opens it at once waits in the backlog
+    # until uvicorn starts accepting instead of being refused (a slow start on a loaded machine failed the test)
     shown = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{sock.getsockname()[1]}/"
     print(f"alignkit studio on {runs_dir.resolve()}: {url}", flush=True)
