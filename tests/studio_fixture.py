@@ -4,6 +4,11 @@ completion holds a script tag), a training run with curves, and the prompt file 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 PROMPTS = [
@@ -54,3 +59,23 @@ def make_runs(root: Path) -> Path:
                                                          "seconds": 0.5, "rewards/accuracy": 0.5 + 0.05 * s}) + "\n"
                                              for s in range(1, 6)))
     return root
+
+
+class Server:
+    """`alignkit studio ROOT --port 0` in a child process; `url` is the one it prints."""
+
+    def __init__(self, root: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                            os.environ.get("PYTHONPATH", "")]),
+               "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "alignkit", "studio", str(root), "--port", "0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"(http://127\.0\.0\.1:(\d+)/)", line)
+        assert m, f"no URL printed: {line!r}"
+        self.url, self.port = m.group(1), int(m.group(2))
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)  # no shutdown hook runs: only what was committed survives
+        self.proc.wait(timeout=30)

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from alignkit.data.io import read_records  # noqa: E402
 from alignkit.studio.app import create_app  # noqa: E402
-from studio_fixture import SCRIPT, make_runs  # noqa: E402
+from studio_fixture import SCRIPT, Server, make_runs  # noqa: E402
 
 
 @pytest.fixture()
@@ -146,19 +146,10 @@ def test_prompts_task_samples_on_demand_once(root: Path, tmp_path: Path) -> None
 def test_the_printed_url_accepts_a_connection_at_once(tmp_path: Path) -> None:
     """The socket listens before `alignkit studio` prints its URL, so a browser opened on the URL is never refused
     while the server is still starting (it happened on a loaded machine)."""
-    import re
     import socket
-    import subprocess
-    import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "alignkit", "studio", str(make_runs(tmp_path / "runs")),
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = Server(make_runs(tmp_path / "runs"))
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert m, line
-        socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=5).close()
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
     finally:
-        proc.kill()
-        proc.wait(timeout=30)
+        server.kill()

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,29 +20,9 @@ playwright = pytest.importorskip("playwright.sync_api", reason="pip install play
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
 
 from alignkit.cli import main  # noqa: E402
-from studio_fixture import make_runs  # noqa: E402
+from studio_fixture import Server, make_runs  # noqa: E402
 
 SHOTS = os.environ.get("STUDIO_SCREENSHOTS")
-
-
-class Server:
-    """`alignkit studio ROOT --port 0` in a child process; `url` is the one it prints."""
-
-    def __init__(self, root: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                                            os.environ.get("PYTHONPATH", "")]),
-               "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "alignkit", "studio", str(root), "--port", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        assert m, f"no URL printed: {line!r}"
-        self.url = m.group(1)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)  # no shutdown hook runs: only what was committed survives
-        self.proc.wait(timeout=30)
 
 
 @pytest.fixture()
