@@ -106,3 +106,17 @@ def test_cli_language_feedback_tiny(tmp_path) -> None:
     assert rep["processed"] == 2
     # tiny-random writes noise; every prompt either gives a pair or a counted drop reason
     assert rep["records_written"] + sum(rep["dropped"].values()) == 2
+
+
+def test_reward_filter_gets_each_items_constraints() -> None:
+    """`--reward csr` needs the prompt's constraints as reward context (it raised before: no constraints column)."""
+    from alignkit.data.records import PromptExample
+    from alignkit.rewards.registry import load_reward
+
+    items = items_from_prompts([PromptExample("Say hi. Avoid commas.", constraints=[{"id": "punctuation:no_comma", "kwargs": {}}])])
+    fixes = Scripted(refine=lambda y, c: y.replace(",", "").replace(".", "") + " ok")
+    (kept,) = LanguageFeedbackBuilder(fixes, fixes, reward=load_reward("csr")).build(items)
+    assert kept.dropped is None and "," not in kept.records[0].chosen
+    adds = Scripted(refine=lambda y, c: y + ", then a comma")
+    (drop,) = LanguageFeedbackBuilder(adds, adds, reward=load_reward("csr")).build(items)
+    assert drop.dropped == "reward_prefers_original"

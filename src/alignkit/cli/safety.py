@@ -170,6 +170,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  alignkit safety dialectical-eval --model runs/da_dpo/final --items runs/da_data/items.jsonl "
                "--out da_eval.json\n", cmd_dialectical_eval)
     _flags(de, model=None, max_new_tokens=32, out="optional", rows=("--items", "ITEMS.jsonl", "dialectical items"))
+    de.add_argument("--base", metavar="MODEL", help="also evaluate this model on the same items and report every "
+                    "metric as model - base with a paired 95%% CI")
 
     gl = _verb(verbs, "guide-library", "Guide-Align stage 1: a model writes general guidelines for each input; "
                "split, de-duplicated, written as a library.",
@@ -387,14 +389,21 @@ def cmd_dialectical_eval(args: argparse.Namespace) -> int:
     if not args.model:
         raise ConfigError("dialectical-eval needs --model (the model to evaluate)")
     items = read_jsonl(args.items)
-    sampler = _sampler(args.model, args.seed)
-    responses = [r[0].text for r in sampler.sample([da.item_prompt(it) for it in items], n=1,
-                                                   max_new_tokens=args.max_new_tokens, temperature=0.0)]
+
+    def answers(model: str) -> list[str]:
+        return [r[0].text for r in _sampler(model, args.seed).sample(
+            [da.item_prompt(it) for it in items], n=1, max_new_tokens=args.max_new_tokens, temperature=0.0)]
+
+    responses = answers(args.model)
     result = da.dialectical_metrics(items, responses, seed=args.seed)
+    if args.base:
+        base = answers(args.base)
+        result["base"] = da.dialectical_metrics(items, base, seed=args.seed)
+        result["change"] = da.paired_changes(items, base, responses, seed=args.seed)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in result.items()
-                      if k != "defense_by_ratio"}))
+                      if k not in ("defense_by_ratio", "base")}))
     return 0
 
 

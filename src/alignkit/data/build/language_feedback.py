@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from alignkit.data.build.common import BuildItem, SamplingSettings, sample_batch
+from alignkit.data.build.reward import score_items
 from alignkit.data.build.runner import Outcome
 from alignkit.data.records import Message, PairwiseExample, Prompt, SFTExample, prompt_text
 from alignkit.decode.sampler import Sampler
 from alignkit.errors import ConfigError, DataError
-from alignkit.rewards.base import Reward, call_reward
+from alignkit.rewards.base import Reward
 
 CRITIQUE_TEMPLATE = ("Here is a question and a response to it.\n\n[Question]\n{prompt}\n\n[Response]\n{response}\n\n"
                      "Write a critique of the response and suggestions to refine it.")
@@ -104,9 +105,9 @@ class LanguageFeedbackBuilder:
                              self.refine_max_new_tokens, "refine")
         prefer: list[bool] = [True] * len(items)
         if self.reward is not None:
-            prompts = [i.prompt for i in items]
-            r_star = call_reward(self.reward, prompts, [r.text for r in refined]).scores
-            r_orig = call_reward(self.reward, prompts, ys).scores
+            # score_items passes each item's constraints/references (csr, ifeval, bleu need them)
+            r_star = [r[0] for r in score_items(self.reward, items, [[r.text] for r in refined])]
+            r_orig = [r[0] for r in score_items(self.reward, items, [[y] for y in ys])]
             prefer = [a >= b for a, b in zip(r_star, r_orig, strict=True)]
         out = []
         for item, y, c, star, ok in zip(items, ys, cs, refined, prefer, strict=True):
