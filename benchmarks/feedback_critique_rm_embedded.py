@@ -89,10 +89,10 @@ def best_of_2(cli, args, out: Path, final: Path, held: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--train-prompts", type=int, default=48, help="suite:train prompts sampled (pairs ≤ this)")
+    ap.add_argument("--train-prompts", type=int, default=40, help="suite:train prompts sampled (pairs ≤ this)")
     ap.add_argument("--held-prompts", type=int, default=32, help="suite:test prompts sampled for held-out pairs")
     ap.add_argument("--n", type=int, default=4, help="samples per prompt for the verifier pairs")
-    ap.add_argument("--max-new-tokens", type=int, default=64, help="answer length when sampling")
+    ap.add_argument("--max-new-tokens", type=int, default=48, help="answer length when sampling")
     ap.add_argument("--critique-tokens", type=int, default=48, help="critique length when scoring")
     ap.add_argument("--steps", type=int, default=8, help="critique RM optimiser steps")
     ap.add_argument("--bt-steps", type=int, default=8, help="BT baseline steps (0: no baseline)")
@@ -152,9 +152,7 @@ def main() -> None:
               "accuracy": {k: proportion_ci(v).as_dict() for k, v in acc.items()},
               "paired_vs_generated": {f"generated_minus_{k}": paired_bootstrap(main_acc, v, seed=0).as_dict()
                                       for k, v in acc.items() if k != "critique_rm_generated"},
-              "critique_exact_match": proportion_ci(match).as_dict(),
-              "critique_train_eval": json.loads((out / "crm" / "eval.json").read_text())
-              if (out / "crm" / "eval.json").exists() else None}
+              "critique_exact_match": proportion_ci(match).as_dict()}
     if args.bon_prompts > 0:
         t = time.time()
         meta = out / "crm" / "final" / "alignkit_critique_rm.json"  # the CLI path reads max_new_tokens from here
