@@ -80,6 +80,17 @@ def test_triplets_are_read_by_score_not_position() -> None:
         remodetect_triplet(ListwiseExample("", ["a", "b"], [1.0, 0.0]), "r")
 
 
+def test_rows_dropped_by_the_one_word_filter_are_reported(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from alignkit.rewards.training.data import _read
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"llm": "Certainly! Here.", "mixed": "I penned this.", "human": "I wrote this."})
+                    + "\n" + json.dumps({"llm": "lessnesslessness", "mixed": "x y", "human": "a b"}) + "\n")
+    assert len(_read(str(path), RewardTrainConfig(objective="remodetect"))) == 1
+    assert "skipped 1 of 2 ReMoDetect rows" in capsys.readouterr().err
+
+
 WORDS = "river stone cloud quiet green window paper garden".split()
 
 

@@ -8,6 +8,7 @@ the system message), so training and scoring see the same tokens. Pairwise objec
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -350,9 +351,13 @@ def _read_triplets(path: str) -> list[ListwiseExample]:
         return [ListwiseExample("", list(r["completions"]), [float(x) for x in r["scores"]], {"row": i})
                 for i, r in enumerate(rows)]
     try:
-        return triplet_records(rows)
+        records = triplet_records(rows)
     except DataError as e:
         raise DataError(e.reason, source=path, line=e.line, field=e.field) from e
+    if len(records) < len(rows):  # never a silent loss: say how many rows the one-word filter dropped
+        print(f"{path}: skipped {len(rows) - len(records)} of {len(rows)} ReMoDetect rows whose llm or human text "
+              "has at most one word", file=sys.stderr)
+    return records
 
 
 def as_rm_records(records: list[Any], cfg: RewardTrainConfig, source: str, say: Any = print) -> list[Any]:
