@@ -112,3 +112,25 @@ def test_cli_honesty_data_and_eval_on_tiny_random(tmp_path) -> None:
                  "--max-new-tokens", "3", "--out", str(res)]) == 0
     result = json.loads(res.read_text())
     assert {"prudence", "over_conservativeness", "honesty", "accuracy", "counts"} <= set(result)
+
+
+def test_sft_on_absolute_data_raises_the_idk_rate_on_unknown_questions(tmp_path) -> None:
+    """The spec's end-to-end claim on a model that knows nothing (tiny-random): ABSOLUTE data maps every unknown
+    question to the idk answer, SFT on it, and the aligned model says "I don't know" where the base did not."""
+    from alignkit.cli import main
+
+    qa = tmp_path / "qa.jsonl"
+    assert main(["safety", "data", "qa", "--n", "4", "--out", str(qa)]) == 0
+    data = tmp_path / "abs.jsonl"
+    assert main(["safety", "honesty-data", "--qa", str(qa), "--model", "tiny-random", "--method", "absolute",
+                 "--m", "2", "--max-new-tokens", "3", "--out", str(data)]) == 0
+    assert all(json.loads(r)["completion"] == IDK for r in data.read_text().splitlines())
+    assert main(["train", "--model", "tiny-random", "--data", str(data), "--objective", "sft", "--output-dir",
+                 str(tmp_path / "honest"), "--set", "max_steps=30", "--set", "lr=3e-3", "--set", "batch_size=4",
+                 "--set", "progress=false"]) == 0
+    res = tmp_path / "h.json"
+    assert main(["safety", "honesty-eval", "--base", "tiny-random", "--aligned", str(tmp_path / "honest" / "final"),
+                 "--qa", str(qa), "--max-new-tokens", "24", "--out", str(res)]) == 0
+    result = json.loads(res.read_text())
+    assert result["base_rates"]["idk"] == 0.0
+    assert result["prudence"]["value"] == 1.0  # every unknown question now gets the idk answer

@@ -3,6 +3,8 @@ directions, the triplet builder and the mixed-text splice."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -61,3 +63,54 @@ def test_mixed_text_splices_by_index_and_keeps_the_original_on_failure() -> None
     assert text == " ".join(sents)
     same, none = mixed_text(Para("no numbers"), human, seed=0)
     assert same == human and none == []
+
+
+class Scripted:
+    """Answers a question with a fixed LLM-style text and paraphrases a numbered sentence list in capitals."""
+
+    compute = Compute()
+
+    def sample(self, prompts, n=1, max_new_tokens=16, temperature=1.0, top_p=1.0, top_k=0, stop=(), seed=None):
+        def reply(p: str) -> str:
+            if not p.startswith("Paraphrase"):
+                return "Certainly! Here is a clear answer."
+            n = sum(bool(re.match(r"\d+\. ", line)) for line in p.splitlines())
+            return "\n".join(f"{i}. REWRITTEN." for i in range(1, n + 1))
+        return [[Sample(reply(str(p)), [1], 0.0, "stop")] for p in prompts]
+
+
+def test_build_triplets_answers_questions_and_keeps_given_texts() -> None:
+    from alignkit.safety.remodetect import build_triplets
+
+    rows = [{"id": "a", "question": "Rent or buy a bike?", "human": "Rent it. Buying costs more. Ask a friend."},
+            {"id": "b", "llm": "Given LLM text.", "mixed": "Given mixed.", "human": "Given human."}]
+    out = build_triplets(Scripted(), rows, seed=0)
+    assert out[0]["llm"] == "Certainly! Here is a clear answer." and out[0]["human"] == rows[0]["human"]
+    assert out[0]["paraphrased"] and "REWRITTEN" in out[0]["mixed"]
+    assert (out[1]["llm"], out[1]["mixed"], out[1]["paraphrased"]) == ("Given LLM text.", "Given mixed.", [])
+
+
+@pytest.mark.parametrize(("row", "field"), [({"question": "q"}, "human"), ({"human": "h"}, "llm"),
+                                            ({"human": "h", "llm": "l"}, "mixed")])
+def test_build_triplets_names_the_bad_field(row: dict, field: str) -> None:
+    from alignkit.safety.remodetect import build_triplets
+
+    with pytest.raises(DataError) as e:
+        build_triplets(None, [row], source="rows.jsonl")
+    assert e.value.field == field and e.value.line == 1 and "rows.jsonl" in str(e.value)
+
+
+def test_cli_remodetect_data_on_tiny_random(tmp_path) -> None:
+    import json
+
+    from alignkit.cli import main
+
+    human = tmp_path / "human.jsonl"
+    assert main(["safety", "data", "human", "--n", "2", "--out", str(human)]) == 0
+    out = tmp_path / "t.jsonl"
+    assert main(["safety", "remodetect-data", "--rows", str(human), "--model", "tiny-random", "--max-new-tokens",
+                 "4", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and all({"llm", "mixed", "human", "paraphrased"} <= set(r) for r in rows)
+    assert main(["safety", "remodetect-data", "--rows", str(human), "--model", "tiny-random", "--out",
+                 str(out)]) != 0  # an existing output is never overwritten without --overwrite
