@@ -111,3 +111,24 @@ def test_attribute_steering_cli_on_tiny_random(tmp_path) -> None:
     assert len(rows) == 4
     mean = sum(r["score_high"] - r["score_low"] for r in rows[:2]) / 2
     assert report["checks"][0]["shift"]["verbosity"]["value"] == pytest.approx(mean)
+
+
+class KeywordSampler(LenSampler):
+    """'correctness:4' gets an answer with the keyword the prompt's constraint asks for; 'correctness:0' does not."""
+
+    def sample(self, prompts, n=1, max_new_tokens=128, temperature=1.0, top_p=1.0, top_k=0, stop=(), seed=None):
+        return [[Sample("A kettle boils." if "correctness:4" in p[0]["content"] else "Tea is hot.", [], 0.0,
+                        "stop")] for p in prompts]
+
+
+def test_attribute_steering_passes_constraints_to_a_verifier(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(hf, "HFSampler", KeywordSampler)
+    rows = tmp_path / "c.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"Write about tea {i}.", "constraints": [
+        {"id": "keywords:existence", "kwargs": {"keywords": ["kettle"]}}]}) + "\n" for i in range(2)))
+    out = tmp_path / "check"
+    assert main(["attribute-steering", "--model", "tiny-random:1:32", "--reward", "csr", "--score-as-attribute",
+                 "--prompts", str(rows), "--attribute", "correctness", "--n-resamples", "200",
+                 "--out-dir", str(out)]) == 0
+    (check,) = json.loads((out / "steering.json").read_text())["checks"]
+    assert check["shift"]["correctness"]["value"] == 1.0 and check["moved_up"]["value"] == 1.0

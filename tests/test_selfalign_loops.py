@@ -116,3 +116,13 @@ def test_pas_worked_example() -> None:
     assert best == 4.0 and table == {0.0: 3.0, 2.0: 1.5, 4.0: 1.0}
     fit, held = holdout_split({"O": [f"o{i}" for i in range(10)], "C": [f"c{i}" for i in range(10)]})
     assert len(held) == 4 and not set(fit) & set(held) and sum(h.startswith("o") for h in held) == 2
+
+
+def test_pas_alpha_with_no_parsed_answer_never_wins() -> None:
+    from alignkit.decode.pas import search_alpha, trait_mae
+
+    assert trait_mae({"O": [None, None], "C": [2, None]}, {"O": [4, 5], "C": [2, 1]}) == float("inf")
+    assert trait_mae({"O": [4, None]}, {"O": [4, 5]}) == 0.0  # partly parsed: the None is skipped
+    preds = {0.0: {"O": [3, 3]}, 8.0: {"O": [None, None]}}  # α = 8 breaks every answer
+    best, table = search_alpha(lambda a: preds[a], {"O": [4, 5]}, alphas=[0.0, 8.0])
+    assert best == 0.0 and table == {0.0: 1.5, 8.0: float("inf")}

@@ -16,6 +16,8 @@ EXAMPLES = """\
       --attribute verbosity --attribute helpfulness --out-dir runs/steer-check
   alignkit attribute-steering --model smollm2-135m-instruct --reward words --prompts suite:test --limit 40 \\
       --attribute verbosity --low 0 --high 4 --out-dir runs/steer-words     # word count as the verbosity proxy
+  alignkit attribute-steering --model runs/steerlm/final --reward csr --score-as-attribute --prompts suite:test \\
+      --attribute correctness --out-dir runs/steer-csr          # the suite's constraints reach the verifier
 """
 
 
@@ -32,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--high", type=int, default=4, help="requested high value (default 4)")
     p.add_argument("--base", metavar="NAME:V,...", help="the other attributes' values (default helpfulness:4,"
                    "correctness:4,coherence:4,complexity:2,verbosity:2)")
+    p.add_argument("--score-as-attribute", action="store_true", help="the reward's scalar score is the requested "
+                   "attribute even if the reward also reports attributes (e.g. --reward csr for correctness)")
     p.add_argument("--limit", type=int, help="use only the first N prompts")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     for a in args.attribute:  # whole numbers in 0..4, as trained
         requested_attributes(f"{a}:{args.low},{a}:{args.high}", "--attribute/--low/--high")
     base = parse_attribute_string(requested_attributes(args.base, "--base")) if args.base else dict(DEFAULT_BASE)
-    prompts = _read_prompts(args.prompts, args.split)[0][: args.limit or None]
+    prompts, contexts, _ = _read_prompts(args.prompts, args.split)
+    prompts, contexts = prompts[: args.limit or None], contexts[: args.limit or None]
     reward = load_reward(args.reward)
     model, tok = load_model(args.model)
     sampler = HFSampler(model, tok)
@@ -62,13 +67,15 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     config = {"model": args.model, "reward": args.reward, "prompts": args.prompts, "attributes": args.attribute,
               "low": args.low, "high": args.high, "base": base, "limit": args.limit,
-              "max_new_tokens": args.max_new_tokens, "seed": args.seed, "decoding": "greedy"}
+              "max_new_tokens": args.max_new_tokens, "seed": args.seed, "decoding": "greedy",
+              "score_as_attribute": args.score_as_attribute}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     checks, rows = [], []
     for attribute in args.attribute:
         check = attribute_steering_check(sampler, reward, prompts, attribute, low=args.low, high=args.high,
                                          base=base, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                         n_resamples=args.n_resamples)
+                                         n_resamples=args.n_resamples, contexts=contexts,
+                                         score_as_attribute=args.score_as_attribute)
         checks.append(check.as_dict())
         rows.extend({"attribute": attribute, **s} for s in check.samples)
         s, m = check.shift[attribute], check.moved_up

@@ -53,11 +53,12 @@ def o_proj_bias(W_o: np.ndarray, deltas: Mapping[int, np.ndarray], n_heads: int,
 
 
 def trait_mae(predicted: Mapping[str, Sequence[float | None]], truth: Mapping[str, Sequence[float]]) -> float:
-    """Σ over traits of mean |predicted − true| (unparsable predictions, None, are skipped)."""
+    """Σ over traits of mean |predicted − true| (unparsable predictions, None, are skipped); a trait with items but
+    no parsed prediction scores inf, so an α that breaks every answer never wins the search with MAE 0."""
     total = 0.0
     for t, true in truth.items():
         errs = [abs(p - g) for p, g in zip(predicted[t], true, strict=True) if p is not None]
-        total += sum(errs) / len(errs) if errs else 0.0
+        total += sum(errs) / len(errs) if errs else (float("inf") if len(true) else 0.0)
     return total
 
 

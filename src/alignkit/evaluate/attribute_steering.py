@@ -6,7 +6,10 @@ For each prompt, two greedy generations from the same attribute-conditioned poli
 value of `attribute` (`low` vs `high`, every other attribute at `base`); the attribute reward scores both
 answers. Reported: the mean paired difference high − low of the scored attribute with a paired-bootstrap CI over
 prompts (`alignkit.evaluate.stats.paired_bootstrap`), the share of prompts where it moved the requested way, and
-the same for every other attribute the reward predicts (side effects).
+the same for every other attribute the reward predicts (side effects). `contexts` (one dict per prompt, e.g. the
+suite's `constraints`) reach the reward, so a verifier such as `csr` can stand for correctness; with
+`score_as_attribute` the reward's scalar score is the requested attribute even when it also reports attributes
+(CSR's per-constraint summary is not an attribute prediction).
 """
 
 from __future__ import annotations
@@ -41,20 +44,26 @@ class SteeringCheck:
 
 def attribute_steering_check(policy: Sampler, reward: Reward, prompts: Sequence[Prompt], attribute: str, *,
                              low: float = 0, high: float = 4, base: Mapping[str, float] | None = None,
-                             max_new_tokens: int = 128, seed: int = 0, n_resamples: int = 2000) -> SteeringCheck:
+                             max_new_tokens: int = 128, seed: int = 0, n_resamples: int = 2000,
+                             contexts: Sequence[Mapping[str, Any]] | None = None,
+                             score_as_attribute: bool = False) -> SteeringCheck:
     """Generate at `attribute=low` and `=high` (greedy), score with `reward`, compare paired (module docstring)."""
     if not prompts:
         raise ConfigError("attribute_steering_check needs at least one prompt")
+    if contexts is not None and len(contexts) != len(prompts):
+        raise ConfigError(f"{len(contexts)} reward contexts for {len(prompts)} prompts")
+    keys = sorted({k for c in contexts or [] for k in c})
+    context = {k: [c.get(k) for c in contexts or []] for k in keys}
     attrs = dict(DEFAULT_BASE if base is None else base)
     conds = {v: [with_attributes(p, attribute_string({**attrs, attribute: v})) for p in prompts] for v in (low, high)}
     texts = {v: [row[0].text for row in policy.sample(c, n=1, max_new_tokens=max_new_tokens, temperature=0.0,
                                                       seed=seed)] for v, c in conds.items()}
     plain = list(prompts)
-    results = {v: call_reward(reward, plain, t) for v, t in texts.items()}
+    results = {v: call_reward(reward, plain, t, **context) for v, t in texts.items()}
 
     def values(v: float) -> dict[str, list[float]]:
         r = results[v]
-        if r.attributes is None:  # a scalar reward stands for the requested attribute
+        if r.attributes is None or score_as_attribute:  # a scalar reward stands for the requested attribute
             return {attribute: [float(s) for s in r.scores]}
         return {k: [float(a[k]) for a in r.attributes] for k in r.attributes[0]}
 

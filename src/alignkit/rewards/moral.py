@@ -11,8 +11,11 @@ embeddings of atomic actions separates dos from don'ts; projecting a text on it 
   lie in [−1, 1] with an extreme at ±1 (MoRT fixes Z = 8.946814 for bert-large-nli-mean-tokens; whether that is
   the same maximum is [uncertain]).
 
-Uses: `MoralScore` is a Reward (`moral:ENCODER_DIR`, any sentence encoder as a local HF directory, mean-pooled);
-`decode.moral.moral_steering_vector` builds the direction in the policy's own hidden space as a steer vector.
+Uses: `MoralScore` is a Reward (`moral:ENCODER_DIR`, any sentence encoder as a local HF directory, mean-pooled;
+`moral:MODEL,lm`, implied for the built-in `smollm2-135m-instruct` / `tiny-random`, embeds with a causal LM's
+mean-pooled, L2-normalised last hidden states instead, as Guide-Align's `embedder=policy`, when no sentence
+encoder ships); `decode.moral.moral_steering_vector` builds the direction in the policy's own hidden space as a
+steer vector.
 """
 
 from __future__ import annotations
@@ -81,6 +84,19 @@ def frame_average(encode: Encoder, actions: Sequence[str], frames: Sequence[str]
     return emb.reshape(len(actions), len(frames), -1).mean(1)
 
 
+def causal_lm_encoder(model: Any, tokenizer: Any) -> Encoder:
+    """φ = a causal LM's mean-pooled, L2-normalised last hidden states (`decode.guide.hidden_state_embedder`, the
+    Guide-Align `embedder=policy` route): the policy can be its own encoder when no sentence encoder ships."""
+    from alignkit.decode.guide import hidden_state_embedder
+
+    embed = hidden_state_embedder(model.eval(), tokenizer)
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        return embed(texts).numpy()
+
+    return encode
+
+
 def hf_mean_pool_encoder(path: str, batch_size: int = 32) -> Encoder:
     """φ = mean-pooled last hidden states of a local HF encoder directory (SBERT's mean-token pooling)."""
     import torch
@@ -127,13 +143,21 @@ class MoralScore:
 
 
 def moral_reward(arg: str) -> MoralScore:
-    """`moral:ENCODER_DIR[,prompt][,frames]`."""
+    """`moral:ENCODER_DIR[,prompt][,frames][,lm]`; `lm` (implied for the built-in models) encodes with a causal
+    LM's hidden states (`causal_lm_encoder`) instead of a sentence encoder."""
+    from alignkit.models import EMBEDDED, TINY
+
     parts = [p.strip() for p in arg.split(",") if p.strip()]
     if not parts:
         raise ConfigError("reward spec 'moral:ENCODER_DIR' needs a local sentence-encoder directory")
     flags = set(parts[1:])
-    unknown = flags - {"prompt", "frames"}
+    unknown = flags - {"prompt", "frames", "lm"}
     if unknown:
-        raise ConfigError(f"moral reward options are 'prompt' and 'frames', got {sorted(unknown)}")
-    return MoralScore(hf_mean_pool_encoder(parts[0]), use_prompt="prompt" in flags, qa_template="frames" in flags,
-                      name=f"moral:{arg}")
+        raise ConfigError(f"moral reward options are 'prompt', 'frames' and 'lm', got {sorted(unknown)}")
+    if "lm" in flags or parts[0] == EMBEDDED or parts[0].startswith(TINY):
+        from alignkit.models import load_model
+
+        encode = causal_lm_encoder(*load_model(parts[0]))
+    else:
+        encode = hf_mean_pool_encoder(parts[0])
+    return MoralScore(encode, use_prompt="prompt" in flags, qa_template="frames" in flags, name=f"moral:{arg}")
