@@ -142,3 +142,26 @@ def test_cli_values_profile_and_moral_vector_on_tiny_random(tmp_path: Path, caps
     vec = SteeringVector.load(vec_path)
     assert vec.layers == [1] and float(vec.vectors[1].norm()) == pytest.approx(1.0, abs=1e-5)
     assert main(["values", "moral-vector", "--model", "tiny-random", "--layers", "1", "--out", str(vec_path)]) == 2
+
+
+def test_moral_reward_can_encode_with_a_causal_lms_hidden_states() -> None:
+    """No sentence encoder ships: `moral:tiny-random` (built-in names imply `lm`) embeds with the causal LM's
+    mean-pooled last hidden states (Guide-Align's `hidden_state_embedder`), fitted on the shipped verbs."""
+    from alignkit.decode.guide import hidden_state_embedder
+    from alignkit.models import load_model
+    from alignkit.rewards.moral import causal_lm_encoder, frame_average, moral_reward
+
+    reward = moral_reward("tiny-random,frames")
+    model, tok = load_model("tiny-random")
+    encode = causal_lm_encoder(model, tok)
+    texts = ["smile", "kill people"]
+    assert encode(texts) == pytest.approx(hidden_state_embedder(model, tok)(texts).numpy(), abs=1e-6)
+    acts = moral_actions()
+    fit = frame_average(encode, acts["positive"] + acts["negative"] + acts["neutral"], acts["frames"])
+    s = reward.direction.score(fit)
+    assert np.max(np.abs(s)) == pytest.approx(1.0) and np.all(np.abs(s) <= 1.0)
+    assert np.mean(s[:24]) > np.mean(s[24:48])  # the sign points to the positive verbs
+    res = reward(["", ""], texts)
+    assert res.scores == pytest.approx(reward.direction.score(frame_average(encode, texts, acts["frames"])).tolist())
+    with pytest.raises(Exception, match="'prompt', 'frames' and 'lm'"):
+        moral_reward("tiny-random,bogus")
