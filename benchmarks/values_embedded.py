@@ -77,7 +77,6 @@ CLAIMS = [  # (context, consistent claim, inconsistent claim)
     ("The plant needs water once a week and should be kept out of direct sunlight.",
      "The plant should not be kept in direct sunlight.", "The plant needs direct sunlight all day."),
 ]
-JUDGE = "Context: {}\n\nClaim: {}\n\nIs the claim supported by the context? Answer Yes or No."
 PAIR_JUDGE = ("Instruction: {}\n\nResponse A: {}\n\nResponse B: {}\n\nWhich response follows the instruction "
               "better? Answer with the letter A or B.")
 
@@ -141,12 +140,10 @@ def moral_part(model, tok, sampler, args) -> dict:
 
 
 def alignscore_part(sampler) -> dict:
-    from alignkit.evaluate.alignment_metrics import align_scores
+    from alignkit.evaluate.alignment_metrics import LMJudgeAlignment, align_scores
     from alignkit.evaluate.stats import paired_bootstrap
 
-    def judge(pairs):
-        return two_choice(sampler, [JUDGE.format(a, b) for a, b in pairs], "Yes", "No")
-
+    judge = LMJudgeAlignment(sampler)
     ctx = [c for c, _, _ in CLAIMS]
     good, per_good = align_scores(ctx, [g for _, g, _ in CLAIMS], judge)
     bad, per_bad = align_scores(ctx, [b for _, _, b in CLAIMS], judge)

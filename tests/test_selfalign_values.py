@@ -81,6 +81,37 @@ def test_alignscore_chunks_by_sentence_count_and_takes_mean_of_max() -> None:
     assert out["calls"] == 8  # chunks x claim sentences
 
 
+class YesNo:
+    """log P(answer | prompt): 'Yes' is likelier when the claim's word occurs in the context."""
+
+    def score_logprobs(self, prompts, completions):
+        def lp(p: str, c: str) -> float:
+            ctx, claim = p.split("Claim: ")
+            supported = claim.split()[0] in ctx
+            return -0.1 if (c == "Yes") == supported else -2.3
+        return [[lp(p, c)] for p, c in zip(prompts, completions, strict=True)]
+
+
+def test_lm_judge_alignment_is_the_normalised_yes_probability() -> None:
+    from alignkit.evaluate.alignment_metrics import LMJudgeAlignment
+
+    f = LMJudgeAlignment(YesNo())
+    got = f([("Context with cats.", "cats purr"), ("Context with cats.", "dogs bark")])
+    assert got == pytest.approx([1 / (1 + np.exp(-2.2)), 1 / (1 + np.exp(2.2))])  # 0.900249, 0.099751
+
+
+def test_cli_alignscore_with_a_causal_lm_judge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from alignkit.cli import main
+
+    data = tmp_path / "claims.jsonl"
+    data.write_text(json.dumps({"context": "The sky is blue.", "claim": "The sky is blue."}) + "\n")
+    assert main(["values", "alignscore", str(data), "--judge-model", "tiny-random"]) == 0
+    out = capsys.readouterr().out
+    assert "AlignScore 0." in out and "over 1 claims" in out
+    with pytest.raises(SystemExit):  # one of --alignment-model / --judge-model is required
+        main(["values", "alignscore", str(data)])
+
+
 def test_ctc_aggregations() -> None:
     toks = [("the", 1.0), ("cat", 0.5), ("sat", 0.0)]
     assert aggregate(toks) == pytest.approx(0.5)

@@ -10,6 +10,7 @@ from alignkit.cli import add_command
 
 EXAMPLES = """  alignkit values profile factors.jsonl                      # τ_f per factor, per `source`, and their alignment
   alignkit values alignscore pairs.jsonl --alignment-model DIR   # rows {"context", "claim"}
+  alignkit values alignscore pairs.jsonl --judge-model smollm2-135m-instruct   # a causal LM asked yes/no
   alignkit values moral-vector --model smollm2-135m-instruct --layers 10 --out moral.safetensors
 """
 
@@ -29,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_profile)
     al = leaf("alignscore", "AlignScore of claims against contexts (nli_sp chunking)")
     al.add_argument("data", help="JSONL rows with context and claim")
-    al.add_argument("--alignment-model", required=True, help="local HF sequence-classification directory")
+    which = al.add_mutually_exclusive_group(required=True)
+    which.add_argument("--alignment-model", help="local HF sequence-classification directory (AlignScore's)")
+    which.add_argument("--judge-model", help="a causal LM asked whether each claim is supported: "
+                       "P(Yes) / (P(Yes) + P(No))")
     al.add_argument("--label-index", type=int, default=0, help="softmax column of ALIGNED (AlignScore: 0)")
     al.add_argument("--chunk-words", type=int, default=350)
     al.set_defaults(func=_alignscore)
@@ -65,7 +69,7 @@ def _alignscore(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from alignkit.errors import DataError
-    from alignkit.evaluate.alignment_metrics import HFAlignment, align_scores
+    from alignkit.evaluate.alignment_metrics import HFAlignment, LMJudgeAlignment, align_scores
 
     contexts, claims = [], []
     for i, line in enumerate(Path(args.data).read_text(encoding="utf-8").splitlines(), 1):
@@ -76,8 +80,15 @@ def _alignscore(args: argparse.Namespace) -> int:
                     raise DataError("expected a string", source=args.data, line=i, field=key)
             contexts.append(row["context"])
             claims.append(row["claim"])
-    est, _ = align_scores(contexts, claims, HFAlignment(args.alignment_model, args.label_index),
-                          chunk_words=args.chunk_words)
+    if args.judge_model:
+        from alignkit.decode.hf import HFSampler
+        from alignkit.models import load_model
+
+        model, tok = load_model(args.judge_model)
+        align = LMJudgeAlignment(HFSampler(model.eval(), tok))
+    else:
+        align = HFAlignment(args.alignment_model, args.label_index)
+    est, _ = align_scores(contexts, claims, align, chunk_words=args.chunk_words)
     print(f"AlignScore {est.value:.4f} [{est.low:.4f}, {est.high:.4f}] over {len(claims)} claims")
     return 0
 

@@ -105,6 +105,26 @@ class HFAlignment:
         return out
 
 
+
+JUDGE_PROMPT = "Context: {context}\n\nClaim: {claim}\n\nIs the claim supported by the context? Answer Yes or No."
+
+
+class LMJudgeAlignment:
+    """f(a, b) from any causal LM behind the sampler protocol, asked whether the claim is supported:
+    P(yes) / (P(yes) + P(no)) of the teacher-forced answers [design: an alignment model when no AlignScore
+    checkpoint is at hand; it is not AlignScore's trained head, so its scores are not comparable to the paper's]."""
+
+    def __init__(self, sampler: Any, template: str = JUDGE_PROMPT, yes: str = "Yes", no: str = "No") -> None:
+        self.sampler, self.template, self.yes, self.no = sampler, template, yes, no
+
+    def __call__(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        import math
+
+        prompts = [self.template.format(context=a, claim=b) for a, b in pairs]
+        n = len(prompts)
+        lp = [sum(v) for v in self.sampler.score_logprobs(prompts * 2, [self.yes] * n + [self.no] * n)]
+        return [1.0 / (1.0 + math.exp(lp[n + i] - lp[i])) for i in range(n)]
+
 def aggregate(scores: Sequence[tuple[str, float]], agg: Literal["mean", "sum"] = "mean",
               remove_stopwords: bool = False) -> float:
     """CTC's `Aligner.aggregate` over (token, score) pairs."""
