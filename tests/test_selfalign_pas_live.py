@@ -187,3 +187,18 @@ def test_alpha_is_chosen_without_reading_a_test_answer(tmp_path: Path, tiny: Any
     assert "test_mae_sum" in report and set(log[reads_at_choice[0]:]) & set(user["test_items"])
     system = ps.persona_system(bank, user["answers"], report["fit_items"])
     assert all(bank[i]["text"] not in system for i in report["alpha_items"])  # held-out items not in the persona
+
+
+def test_cli_steer_search_on_tiny_random_writes_an_artefact_and_strict_json(tmp_path: Path) -> None:
+    from alignkit.cli import main
+
+    _bank_and_user(tmp_path)
+    out = tmp_path / "pas" / "u1.safetensors"
+    args = ["steer", "search", "--model", "tiny-random", "--items", str(tmp_path / "bank.jsonl"), "--user",
+            str(tmp_path / "user.json"), "--out", str(out), "--heads", "2", "--alphas", "0,2"]
+    assert main(args) == 0
+    assert out.exists()
+    # tiny-random parses no answer, so every α's MAE is inf: written as null, never as the non-JSON `Infinity`
+    report = json.loads(out.with_suffix(".json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert list(report["alpha_table"].values()) == [None, None]
+    assert main(args) == 2  # an existing artefact is never replaced without --overwrite

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from typing import Any
 
 from alignkit.cli import add_command
 
@@ -33,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def search(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from alignkit.decode.hf import HFSampler
@@ -55,7 +57,8 @@ def search(args: argparse.Namespace) -> int:
                              holdout=args.holdout, seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     art.save(out, {"model": args.model, "user_id": str(user.get("user_id", ""))})
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    # strict JSON: an α under which no answer parsed has MAE inf, written as null
+    out.with_suffix(".json").write_text(json.dumps(_nan_to_null(report), indent=2, allow_nan=False), encoding="utf-8")
     print(f"alpha* = {art.alpha:g} (sum of per-trait MAE on {len(report['alpha_items'])} held-out train items: "
           + ", ".join(f"{a:g}: {v:.3f}" for a, v in report["alpha_table"].items()) + ")")
     if "test_mae_sum" in report:
@@ -63,3 +66,13 @@ def search(args: argparse.Namespace) -> int:
               f"{report['test_mae_sum_alpha0']:.3f} at alpha 0 (persona prompt only)")
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
+
+
+def _nan_to_null(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_null(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_null(v) for v in x]
+    return x
