@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignkit.errors import DataError
+from alignkit.errors import ConfigError, DataError
 from alignkit.evaluate.alignment_metrics import (
     aggregate,
     align_score,
@@ -196,3 +196,46 @@ def test_moral_reward_can_encode_with_a_causal_lms_hidden_states() -> None:
     assert res.scores == pytest.approx(reward.direction.score(frame_average(encode, texts, acts["frames"])).tolist())
     with pytest.raises(Exception, match="'prompt', 'frames' and 'lm'"):
         moral_reward("tiny-random,bogus")
+
+
+def test_embedding_aligner_scores_each_token_by_its_best_match() -> None:
+    from alignkit.evaluate.alignment_metrics import EmbeddingAligner, ctc_score
+    from alignkit.models import load_model
+
+    align = EmbeddingAligner(*load_model("tiny-random"))
+    same = align("the cat sat on the mat", "the cat sat on the mat")
+    assert [t for t, _ in same] and all(s == pytest.approx(1.0, abs=1e-5) for _, s in same)  # each token matches itself
+    other = align("the cat sat on the mat", "zebra quantum")
+    assert all(0.0 <= s <= 1.0 for _, s in other) and sum(s for _, s in other) < sum(s for _, s in same)
+    est, per = ctc_score([{"output": "a b c", "input": "a b c"}], "consistency", align)
+    assert per == [pytest.approx(1.0, abs=1e-5)]
+    with pytest.raises(ConfigError, match="unknown CTC aspect"):
+        ctc_score([], "fluency", align)
+
+
+def test_ctc_score_follows_each_aspect_formula() -> None:
+    from alignkit.evaluate.alignment_metrics import ctc_score
+
+    def align(a: str, b: str) -> list[tuple[str, float]]:  # a token is supported iff it occurs in b
+        return [(t, 1.0 if t in b.split() else 0.0) for t in a.split()]
+
+    rows = [{"output": "red car fast", "input": "red car", "references": ["car red blue"], "fact": "car",
+             "history": "red"}]
+    assert ctc_score(rows, "consistency", align)[1] == [pytest.approx(2 / 3)]
+    assert ctc_score(rows, "relevance", align)[1] == [pytest.approx(2 / 3 * 2 / 3)]
+    assert ctc_score(rows, "preservation", align)[1] == [pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))]
+    assert ctc_score(rows, "engagingness", align)[1] == [pytest.approx(2.0)]  # a sum: red + car
+    assert ctc_score(rows, "groundedness", align)[1] == [pytest.approx(1 / 3)]
+
+
+def test_cli_ctc_on_tiny_random(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from alignkit.cli import main
+
+    data = tmp_path / "s.jsonl"
+    data.write_text(json.dumps({"output": "The sky is blue.", "input": "The sky is blue."}) + "\n")
+    assert main(["values", "ctc", str(data), "--aspect", "consistency", "--aligner-model", "tiny-random"]) == 0
+    assert "CTC consistency 1.0000" in capsys.readouterr().out
+    data.write_text(json.dumps({"output": "x"}) + "\n")
+    assert main(["values", "ctc", str(data), "--aspect", "consistency", "--aligner-model", "tiny-random"]) == 2
+    err = capsys.readouterr().err
+    assert "s.jsonl:1" in err and "input" in err

@@ -11,6 +11,7 @@ from alignkit.cli import add_command
 EXAMPLES = """  alignkit values profile factors.jsonl                      # τ_f per factor, per `source`, and their alignment
   alignkit values alignscore pairs.jsonl --alignment-model DIR   # rows {"context", "claim"}
   alignkit values alignscore pairs.jsonl --judge-model smollm2-135m-instruct   # a causal LM asked yes/no
+  alignkit values ctc summaries.jsonl --aspect consistency --aligner-model smollm2-135m-instruct  # {output, input}
   alignkit values moral-vector --model smollm2-135m-instruct --layers 10 --out moral.safetensors
 """
 
@@ -37,6 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     al.add_argument("--label-index", type=int, default=0, help="softmax column of ALIGNED (AlignScore: 0)")
     al.add_argument("--chunk-words", type=int, default=350)
     al.set_defaults(func=_alignscore)
+    ct = leaf("ctc", "a CTC aspect (consistency, relevance, preservation, engagingness, groundedness)")
+    ct.add_argument("data", help="JSONL rows with output and input (references / fact, history as the aspect needs)")
+    ct.add_argument("--aspect", required=True, help="consistency | relevance | preservation | engagingness | "
+                    "groundedness")
+    ct.add_argument("--aligner-model", required=True, help="model whose hidden states embed tokens (CTC's E "
+                    "aligner; any local HF model, e.g. the policy)")
+    ct.add_argument("--layer", type=int, default=-1, help="hidden-state layer (default: the last)")
+    ct.add_argument("--remove-stopwords", action=argparse.BooleanOptionalAction, default=None,
+                    help="default: on for the dialog aspects, off otherwise (the code's defaults)")
+    ct.set_defaults(func=_ctc)
     mv = leaf("moral-vector", "the moral direction in a policy's hidden space (a steer vector)")
     mv.add_argument("--model", required=True)
     mv.add_argument("--layers", type=int, nargs="+", required=True)
@@ -90,6 +101,29 @@ def _alignscore(args: argparse.Namespace) -> int:
         align = HFAlignment(args.alignment_model, args.label_index)
     est, _ = align_scores(contexts, claims, align, chunk_words=args.chunk_words)
     print(f"AlignScore {est.value:.4f} [{est.low:.4f}, {est.high:.4f}] over {len(claims)} claims")
+    return 0
+
+
+def _ctc(args: argparse.Namespace) -> int:
+    from alignkit.data.io import read_rows
+    from alignkit.errors import ConfigError, DataError
+    from alignkit.evaluate.alignment_metrics import CTC_ASPECTS, EmbeddingAligner, ctc_score
+    from alignkit.models import load_model
+
+    if args.aspect not in CTC_ASPECTS:
+        raise ConfigError(f"unknown --aspect {args.aspect!r}; choose from {sorted(CTC_ASPECTS)}")
+    rows = []
+    for line, row in read_rows(args.data)[1]:
+        for key in ("output", *CTC_ASPECTS[args.aspect]):
+            v = row.get(key)
+            if key == "references" and not (isinstance(v, list) and v and all(isinstance(x, str) for x in v)):
+                raise DataError("expected a non-empty list of strings", source=args.data, line=line, field=key)
+            if key != "references" and not isinstance(v, str):
+                raise DataError("expected a string", source=args.data, line=line, field=key)
+        rows.append(row)
+    model, tok = load_model(args.aligner_model)
+    est, _ = ctc_score(rows, args.aspect, EmbeddingAligner(model, tok, args.layer), args.remove_stopwords)
+    print(f"CTC {args.aspect} {est.value:.4f} [{est.low:.4f}, {est.high:.4f}] over {len(rows)} rows")
     return 0
 
 

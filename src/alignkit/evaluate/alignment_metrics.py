@@ -12,7 +12,9 @@ CTC: `align(a, b)` scores each token of `a` by how well context `b` supports it;
 without English stopwords. Aspects: consistency = mean(align(y→x)); relevance = mean(align(y→x)) ×
 mean_r mean(align(r→y)); preservation = 2ab/(a+b) of a = mean(align(y→x)), b = mean(align(x→y)); engagingness =
 sum(align(y → fact + "\\n\\n\\n" + history)); groundedness = mean(align(y → fact)) (the paper; DialogScorer's
-default is sum: `groundedness_agg="sum"` reproduces it).
+default is sum: `groundedness_agg="sum"` reproduces it). `EmbeddingAligner` is CTC's E estimator (BERTScore-style
+max cosine of each token of a to the tokens of b) over any model's hidden states, so a causal LM at hand can be
+the aligner; `ctc_score` evaluates one aspect over rows.
 """
 
 from __future__ import annotations
@@ -160,3 +162,60 @@ def ctc_engagingness(y: str, fact: str, history: str, align: TokenAligner, *, re
 def ctc_groundedness(y: str, fact: str, align: TokenAligner, *, agg: Literal["mean", "sum"] = "mean",
                      remove_stopwords: bool = True) -> float:
     return aggregate(align(y, fact), agg, remove_stopwords)
+
+
+class EmbeddingAligner:
+    """CTC's E aligner: each token of `a` scores max_j cos(h(a)_i, h(b)_j) over the tokens of `b`, with h the
+    hidden states of `layer` of any HF model run on the raw text. The paper uses RoBERTa-large; with a causal LM
+    the states are left-context only [design], and negative cosines are clipped to 0 so scores stay in [0, 1]."""
+
+    def __init__(self, model: Any, tokenizer: Any, layer: int = -1, max_length: int = 512) -> None:
+        self.model, self.tokenizer, self.layer, self.max_length = model.eval(), tokenizer, layer, max_length
+
+    def _states(self, text: str) -> tuple[list[str], Any]:
+        import torch
+
+        enc = self.tokenizer(text, return_tensors="pt", truncation=True, max_length=self.max_length,
+                             add_special_tokens=False)
+        with torch.inference_mode():
+            h = self.model(**enc, output_hidden_states=True).hidden_states[self.layer][0].float()
+        tokens = [self.tokenizer.decode([t]) for t in enc["input_ids"][0].tolist()]
+        return tokens, torch.nn.functional.normalize(h, dim=-1)
+
+    def __call__(self, a: str, b: str) -> list[tuple[str, float]]:
+        tok_a, ha = self._states(a)
+        tok_b, hb = self._states(b)
+        if not tok_a or not tok_b:
+            return [(t, 0.0) for t in tok_a]
+        best = (ha @ hb.T).max(dim=1).values.clamp(0.0, 1.0)
+        return list(zip(tok_a, best.tolist(), strict=True))
+
+
+CTC_ASPECTS: dict[str, tuple[str, ...]] = {  # aspect -> the row fields it reads (besides `output`)
+    "consistency": ("input",), "relevance": ("input", "references"), "preservation": ("input",),
+    "engagingness": ("fact", "history"), "groundedness": ("fact",)}
+
+
+def ctc_score(rows: Sequence[dict[str, Any]], aspect: str, align: TokenAligner,
+              remove_stopwords: bool | None = None) -> tuple[Any, list[float]]:
+    """One CTC aspect per row `{output, input | references | fact, history}` (CTC_ASPECTS) and its mean with a
+    bootstrap CI. `remove_stopwords` None = the code's default (dialog aspects True, the others False)."""
+    from alignkit.evaluate.stats import mean_ci
+
+    if aspect not in CTC_ASPECTS:
+        raise ConfigError(f"unknown CTC aspect {aspect!r}; choose from {sorted(CTC_ASPECTS)}")
+    rs = remove_stopwords if remove_stopwords is not None else aspect in ("engagingness", "groundedness")
+    per = []
+    for r in rows:
+        y = r["output"]
+        if aspect == "consistency":
+            per.append(ctc_consistency(y, r["input"], align, remove_stopwords=rs))
+        elif aspect == "relevance":
+            per.append(ctc_relevance(y, r["input"], r["references"], align, remove_stopwords=rs))
+        elif aspect == "preservation":
+            per.append(ctc_preservation(y, r["input"], align, remove_stopwords=rs))
+        elif aspect == "engagingness":
+            per.append(ctc_engagingness(y, r["fact"], r["history"], align, remove_stopwords=rs))
+        else:
+            per.append(ctc_groundedness(y, r["fact"], align, remove_stopwords=rs))
+    return mean_ci(per), per
