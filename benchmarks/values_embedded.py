@@ -199,6 +199,19 @@ def profile_part(sampler, args, out: Path) -> dict:
     return res
 
 
+def ctc_part(model, tok) -> dict:
+    """CTC consistency (E aligner on the policy's last hidden states) of each consistent vs inconsistent claim."""
+    from alignkit.evaluate.alignment_metrics import EmbeddingAligner, ctc_score
+    from alignkit.evaluate.stats import paired_bootstrap
+
+    align = EmbeddingAligner(model, tok)
+    good = ctc_score([{"output": g, "input": c} for c, g, _ in CLAIMS], "consistency", align)
+    bad = ctc_score([{"output": b, "input": c} for c, _, b in CLAIMS], "consistency", align)
+    sep = separation(good[1] + bad[1], [1] * len(good[1]) + [0] * len(bad[1]))
+    return {"consistent": good[0].as_dict(), "inconsistent": bad[0].as_dict(),
+            "paired_difference": paired_bootstrap(good[1], bad[1]).as_dict(), "auroc": sep["auroc"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -219,6 +232,7 @@ def main() -> None:
     result: dict = {"model": args.model, "encoder": "policy mean-pooled last hidden states (causal_lm_encoder)"}
     for name, part in (("moral", lambda: moral_part(model, tok, sampler, args)),
                        ("alignscore", lambda: alignscore_part(sampler)),
+                       ("ctc", lambda: ctc_part(model, tok)),
                        ("profile", lambda: profile_part(sampler, args, out) if args.profile_prompts else None)):
         t = time.time()
         result[name] = part()
