@@ -72,3 +72,37 @@ def test_unknown_target_modules_name_the_problem() -> None:
     model, _ = load_model("tiny-random")
     with pytest.raises(ModelError, match="target_modules"):
         attach_lora(model, LoraConfig(r=2, target_modules=["not_a_module"]))
+
+
+def _save_adapter(model, tok, base: str, out: Path) -> None:
+    import json
+
+    from alignkit.models import mark_adapter_base
+
+    info = mark_adapter_base(model, base, seed=0)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "alignkit.json").write_text(json.dumps(info))
+
+
+def test_an_adapter_trained_on_another_adapter_run_keeps_both(lora_model, tmp_path: Path) -> None:
+    """DPO after LoRA SFT: run B's adapter was trained on run A's model; loading B must give A + B, not base + B
+    (PEFT wrapping a PeftModel in a PeftModel silently drops A)."""
+    model_a, tok = lora_model
+    _save_adapter(model_a, tok, "tiny-random", tmp_path / "a")
+    model_b, _ = load_model(str(tmp_path / "a"), lora=LoraConfig(r=4, alpha=8))
+    with torch.no_grad():
+        only_a = load_model(str(tmp_path / "a"))[0].eval()(**batch(tok)).logits
+        assert torch.allclose(model_b.eval()(**batch(tok)).logits, only_a, atol=1e-5)  # a fresh B starts at A
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(2)
+        for name, param in model_b.named_parameters():
+            if "lora_" in name:
+                param.normal_(0, 0.2)
+    model_b.eval()
+    _save_adapter(model_b, tok, str(tmp_path / "a"), tmp_path / "b")
+    with torch.no_grad():
+        want = model_b(**batch(tok)).logits
+        got = load_model(str(tmp_path / "b"))[0].eval()(**batch(tok)).logits
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, only_a, atol=1e-3)

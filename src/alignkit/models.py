@@ -287,7 +287,7 @@ def _load_model(spec: str, *, lora: LoraConfig | None, trust_remote_code: bool, 
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     if lora is not None and lora.enabled:
-        model = attach_lora(model, lora)
+        model = attach_lora(_merged(model), lora)  # training a new adapter on a LoRA run: start from it merged
     return model, tokenizer
 
 
@@ -308,7 +308,13 @@ def _load_adapter_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool) -
         raise ModelError(f"{path} is a LoRA adapter that does not name its base model (adapter_config.json has no "
                          "base_model_name_or_path); set it there, or load the base and the adapter yourself")
     base_model, _ = load_model(base, trust_remote_code=trust_remote_code, dtype=dtype, seed=int(info.get("seed", 0)))
-    return PeftModel.from_pretrained(base_model, str(path), is_trainable=False)
+    # an adapter trained on another run's adapter (DPO after LoRA SFT): fold the base's adapter in first, else
+    # PEFT wraps a PeftModel in a PeftModel and the inner adapter is lost
+    return PeftModel.from_pretrained(_merged(base_model), str(path), is_trainable=False)
+
+
+def _merged(model: Any) -> Any:
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def adapter_base(spec: str) -> str:
