@@ -218,6 +218,33 @@ def test_isheep_judge_base_uses_m0_for_self_assessment(tmp_path: Path) -> None:
     assert summary["instructions"] == 6
 
 
+class LogprobJudge(ScriptedISheep):
+    """The scripted judge's canned score s, given as log p(reply = s) = 0 and −20 for every other number."""
+
+    def score_logprobs(self, prompts: Sequence[Any], completions: Sequence[str]) -> list[list[float]]:
+        def want(text: str) -> str:
+            return self._reply(text).split("||")[0]
+        return [[0.0 if c == want(_text(p)) else -20.0] for p, c in zip(prompts, completions, strict=True)]
+
+
+def test_isheep_logprob_scores_are_the_judges_expected_score(tmp_path: Path) -> None:
+    from alignkit.pipelines.isheep_round import build_round, expected_scores, read_seeds
+
+    cfg = _isheep_cfg(tmp_path, isheep={"score_mode": "logprob"})
+    judge = LogprobJudge("tiny-random", "judge", [], {ins: (q, f) for ins, _i, _a, q, f in ITEMS})
+    summary = build_round(tmp_path, judge, judge, read_seeds(cfg.isheep.seeds), cfg.isheep, iteration=1,
+                          source_model="m0", judge_model="tiny-random", seed=0)
+    assert summary["kept"] == 3  # the same three pairs as the parsed replies: (9,10), (10,9), (9,9)
+    scores = {r["instruction"]: r["score"] for r in _rows(tmp_path / "judge.jsonl") if r["kind"] == "quality"}
+    assert scores[ITEMS[0][0]] == pytest.approx(9.0, abs=1e-6)
+
+    class Uniform:
+        def score_logprobs(self, prompts: Sequence[Any], completions: Sequence[str]) -> list[list[float]]:
+            return [[-1.0] for _ in completions]
+
+    assert expected_scores(Uniform(), ["x"]) == [pytest.approx(5.5)]  # the mean of 1..10
+
+
 # ---------------------------------------------------------------------------------------------- CycleAlign
 
 

@@ -17,6 +17,7 @@ The prompt wording is alignkit's paraphrase of the repository's (`seed_ppl/promp
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter
@@ -80,9 +81,28 @@ class ISheepConfig:
     synth_max_new_tokens: int = 1000
     answer_max_new_tokens: int = 1000
     judge_max_new_tokens: int = 64
+    # [design] "generate": parse the judge's reply (the paper); "logprob": the expected score under the judge's
+    # probabilities of the answers "1".."10" (teacher-forced, renormalised over the ten), for a judge too weak to
+    # keep the reply format; the threshold then compares that expectation
+    score_mode: Literal["generate", "logprob"] = "generate"
     meta_prompt: str = META_PROMPT
     quality_prompt: str = QUALITY_PROMPT
     following_prompt: str = FOLLOWING_PROMPT
+
+
+def expected_scores(judge: Sampler, prompts: list[Any]) -> list[float]:
+    """Σ_s s·p(s) over s = 1..10, p the judge's teacher-forced probability of replying `s`, renormalised."""
+    if not prompts:
+        return []
+    values = list(range(1, 11))
+    lp = judge.score_logprobs([p for p in prompts for _ in values], [str(v) for _ in prompts for v in values])
+    out = []
+    for i in range(len(prompts)):
+        logps = [sum(lp[i * len(values) + j]) for j in range(len(values))]
+        top = max(logps)
+        w = [math.exp(x - top) for x in logps]
+        out.append(sum(v * x for v, x in zip(values, w, strict=True)) / sum(w))
+    return out
 
 
 def read_seeds(path: str) -> list[dict[str, str]]:
@@ -179,15 +199,18 @@ def build_round(out: Path, generator: Sampler, judge: Sampler, seeds: list[dict[
     for kind, template in (("quality", cfg.quality_prompt), ("following", cfg.following_prompt)):
         prompts = [_format(template.format(instruction=(i["instruction"] + "\n" + i["input"]).strip(),
                                            output=i["output"]), chat) for i in judged]
-        replies = judge.sample(prompts, n=1, max_new_tokens=cfg.judge_max_new_tokens, temperature=cfg.temperature,
-                               top_p=cfg.top_p, seed=seed + (20_000 if kind == "quality" else 30_000)
-                               ) if judged else []
-        for item, reply in zip(judged, replies, strict=True):
-            score = parse_score(reply[0].text)
+        if cfg.score_mode == "logprob":
+            scored = [(f"expected score {v:.3f} (log-prob mode)", v) for v in expected_scores(judge, prompts)]
+        else:
+            replies = judge.sample(prompts, n=1, max_new_tokens=cfg.judge_max_new_tokens,
+                                   temperature=cfg.temperature, top_p=cfg.top_p,
+                                   seed=seed + (20_000 if kind == "quality" else 30_000)) if judged else []
+            scored = [(r[0].text, parse_score(r[0].text)) for r in replies]
+        for item, (text, score) in zip(judged, scored, strict=True):
             item[f"{kind}_score"] = score
-            item.setdefault("judge_raw", {})[kind] = reply[0].text
+            item.setdefault("judge_raw", {})[kind] = text
             judge_rows.append({"instruction": item["instruction"], "input": item["input"], "kind": kind,
-                               "text": reply[0].text, "score": score, "judge_model": judge_model})
+                               "text": text, "score": score, "judge_model": judge_model})
     kept = []
     for item in judged:
         q, f = item["quality_score"], item["following_score"]
