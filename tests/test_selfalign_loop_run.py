@@ -395,3 +395,31 @@ def test_loop_cli_runs_and_stops_clearly_when_the_tiny_judge_ranks_nothing(tmp_p
     assert main(["loop", "run", "recipes/cyclealign.yaml", "--output-dir", str(tmp_path / "run"),
                  "--model", "tiny-random", "--set", "rounds=2"]) == 2  # other settings: refused
     assert "other settings" in capsys.readouterr().err
+
+
+def test_cyclealign_drops_and_counts_a_list_with_an_empty_answer(tmp_path: Path) -> None:
+    """A sampled empty answer used to reach the listwise record and stop the loop with 'empty completion'."""
+    from alignkit.pipelines.cyclealign_round import build_round
+
+    class Policy:
+        compute = Compute()
+
+        def sample(self, prompts: Sequence[Any], n: int = 1, **kw: Any) -> list[list[Sample]]:
+            texts = [["", "b"], ["c", "dd"]]
+            return [[Sample(text=t, token_ids=[1], logprob=0.0, finish_reason="eos") for t in texts[i]]
+                    for i, _ in enumerate(prompts)]
+
+        def score_logprobs(self, prompts: Sequence[Any], completions: Sequence[str]) -> list[list[float]]:
+            return [[-float(len(c))] for c in completions]
+
+    class Judge:
+        compute = Compute()
+
+        def sample(self, prompts: Sequence[Any], n: int = 1, **kw: Any) -> list[list[Sample]]:
+            return [[Sample(text="[2] > [1]", token_ids=[1], logprob=0.0, finish_reason="eos")] for _ in prompts]
+
+    cfg = CycleAlignConfig(n_samples=2)
+    summary = build_round(tmp_path, Policy(), Judge(), ["p1", "p2"], [], cfg, iteration=1, source_model="m",
+                          judge_model="j", seed=0)
+    assert summary["kept"] == 1 and summary["dropped"] == {"empty_completion": 1}
+    assert [r["drop_reason"] for r in _rows(tmp_path / "generated.jsonl")] == ["empty_completion", None]

@@ -13,6 +13,7 @@ lists) and `pool.jsonl` (the demonstration pool after this round: the previous r
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +151,9 @@ def build_round(out: Path, policy: Sampler, judge: Sampler, prompts: Sequence[Pr
     kept, added = [], []
     for row in rows:
         row.update(iteration=iteration, source_model=source_model, judge_model=judge_model)
-        if row["judge_ranking"] is None:
+        if row["judge_ranking"] is not None and any(not c.strip() for c in row["completions"]):
+            row["drop_reason"] = "empty_completion"  # a ranked list with an empty answer cannot be a record
+        if row["drop_reason"] is not None:
             continue
         kept.append(ListwiseExample(prompt=row["prompt"], completions=row["completions"],
                                     scores=scores_from_ranking(row["judge_ranking"]), metadata={
@@ -166,5 +169,6 @@ def build_round(out: Path, policy: Sampler, judge: Sampler, prompts: Sequence[Pr
     write_records(out / "kept.jsonl", kept)
     write_jsonl(out / "pool.jsonl", [*pool, *added])
     return {"source_model": source_model, "judge_model": judge_model, "prompts": len(rows), "kept": len(kept),
-            "dropped": {"unparsed_ranking": len(rows) - len(kept)}, "agreement_rate": agreement_rate(rows),
+            "dropped": dict(Counter(r["drop_reason"] for r in rows if r["drop_reason"])),
+            "agreement_rate": agreement_rate(rows),
             "pool_added": len(added), "pool_size": len(pool) + len(added)}
