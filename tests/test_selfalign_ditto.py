@@ -6,7 +6,6 @@ characters' in-character answers."""
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -175,6 +174,11 @@ def test_wikiroleeval_aggregation_worked_example() -> None:
     assert got["consistency"] == pytest.approx(0.833333, abs=1e-6)
     assert got["rejection"] == 0.5
     assert got["knowledge"] == pytest.approx(7.833333, abs=1e-6)
+    # a turn whose knowledge replies all failed to parse is null in the strict-JSON turn file, and skipped
+    unparsed = {"consistency": 1.0, "knowledge": knowledge_turn([None, None]), "rejection_vote": None,
+                "rejection_label": 1}
+    assert json.loads(json.dumps(unparsed, allow_nan=False))["knowledge"] is None
+    assert aggregate([*turns, unparsed])["knowledge"] == pytest.approx(7.833333, abs=1e-6)
 
 
 def test_judge_reply_parsers_and_votes() -> None:
@@ -187,7 +191,7 @@ def test_judge_reply_parsers_and_votes() -> None:
     assert [parse_rejection(x) for x in ("1", " 0.", "yes", "10")] == [1, 0, None, None]
     assert rejection_vote([1, 0, 1]) == 1 and rejection_vote([0, 1]) == 0  # tie: the first parsable reply
     assert rejection_vote([None, 1, 0]) == 1 and rejection_vote([None, None]) is None
-    assert consistency_turn([None, None], "x") == 0.0 and math.isnan(knowledge_turn([None]))
+    assert consistency_turn([None, None], "x") == 0.0 and knowledge_turn([None]) is None
 
 
 class ToyJudge:

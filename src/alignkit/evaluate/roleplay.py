@@ -16,7 +16,6 @@ The judge prompts are alignkit's paraphrases; pass others to `RoleplayJudgePromp
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Sequence
@@ -79,9 +78,10 @@ def consistency_turn(named: Sequence[str | None], true_name: str) -> float:
     return sum(n == true_name for n in parsed) / len(parsed) if parsed else 0.0
 
 
-def knowledge_turn(scores: Sequence[float | None]) -> float:
+def knowledge_turn(scores: Sequence[float | None]) -> float | None:
+    """The mean parsed score; None when no judge reply parsed (stored as JSON null, skipped by `aggregate`)."""
     parsed = [s for s in scores if s is not None]
-    return sum(parsed) / len(parsed) if parsed else math.nan
+    return sum(parsed) / len(parsed) if parsed else None
 
 
 def rejection_vote(votes: Sequence[int | None]) -> int | None:
@@ -96,11 +96,11 @@ def rejection_vote(votes: Sequence[int | None]) -> int | None:
 
 
 def aggregate(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean consistency, knowledge (NaN skipped) and rejection accuracy (missing turns skipped), overall and
+    """Mean consistency, knowledge (unparsed turns skipped) and rejection accuracy (missing turns skipped), overall and
     per language. Each turn: {"consistency", "knowledge", "rejection_vote", "rejection_label", "lang"}."""
 
     def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        know = [r["knowledge"] for r in rows if not math.isnan(r["knowledge"])]
+        know = [r["knowledge"] for r in rows if r["knowledge"] is not None]
         rej = [r for r in rows if r["rejection_vote"] is not None]
         return {"turns": len(rows),
                 "consistency": sum(r["consistency"] for r in rows) / len(rows) if rows else None,
