@@ -26,9 +26,10 @@ for item in $ITEMS; do
   stage "$item"
   case $item in
   cg)  # 3. compliance gap, harmful requests and a benign control
-    ak safety compliance --model "$M" --requests h16.jsonl --n 2 --no-cot --max-new-tokens 48 --out-dir cg --overwrite
-    ak safety compliance --model "$M" --requests b8.jsonl --n 2 --no-cot --max-new-tokens 48 --out-dir cg_benign \
-      --overwrite ;;
+    # the 135M model writes no <accept/> tags and a truncated answer is never compliant: judge whole answers alone
+    CG=(--n 2 --no-cot --no-accept-suffix --max-new-tokens 160 --temperature 0.7 --overwrite)
+    ak safety compliance --model "$M" --requests h16.jsonl --out-dir cg "${CG[@]}"
+    ak safety compliance --model "$M" --requests b8.jsonl --out-dir cg_benign "${CG[@]}" ;;
   cosa)  # 6. CoSA-Score with the heuristic judge, two safety configs per request
     ak safety cosa-prompts --requests h16.jsonl --allowed "" --allowed "Violence;Privacy Violations" \
       --out cosa.jsonl --overwrite
@@ -43,10 +44,10 @@ for item in $ITEMS; do
   dialectical)  # 1. poisoned-context data from the train questions, SFT -> DPO, paired eval on held-out items
     ak safety dialectical-data --qa qa_train.jsonl --model "$M" --n 1 --out-dir da --overwrite
     ak safety dialectical-data --qa qa_test.jsonl --out-dir da_test --overwrite
-    ak train --model "$M" --data da/sft.jsonl --objective sft --output-dir da_sft --set epochs=1 --set lr=1e-4 \
+    ak train --model "$M" --data da/sft.jsonl --objective sft --output-dir da_sft --set epochs=3 --set lr=2e-4 \
       "${LORA[@]}"
-    ak train --model da_sft/final --data da/pairs.jsonl --objective dpo --output-dir da_dpo --set epochs=1 \
-      --set lr=5e-5 "${LORA[@]}"
+    ak train --model da_sft/final --data da/pairs.jsonl --objective dpo --output-dir da_dpo --set epochs=2 \
+      --set lr=1e-4 "${LORA[@]}"
     ak safety dialectical-eval --model da_dpo/final --base "$M" --items da_test/items.jsonl --out dialectical.json ;;
   w2s)  # 5. weak-to-strong: a tiny weak model's labels train the embedded model; PGR with intervals
     ak safety data classify --out cls.jsonl --overwrite
