@@ -28,7 +28,7 @@ def parse_score(text: str) -> int:
     return -1
 
 
-def keep_pair(quality: int, following: int, threshold: int = 8) -> bool:
+def keep_pair(quality: float, following: float, threshold: float = 8) -> bool:
     """Kept iff both scores are strictly above the threshold (C = 8: both ≥ 9); unparsed (−1) never passes."""
     return quality > threshold and following > threshold
 

@@ -70,7 +70,7 @@ class ISheepConfig:
     seeds_per_prompt: int = 5
     max_synthesis_batches: int = 100  # [design] stop synthesizing after this many calls even if short of the target
     max_similarity: float = 0.7  # ROUGE-L dedup bound
-    threshold: int = 8  # keep iff quality > C and following > C
+    threshold: float = 8  # keep iff quality > C and following > C (a float for score_mode=logprob)
     judge: Literal["current", "base"] = "current"  # paper: M_i judges; released script: M_0 [design default]
     strict_rules: bool = True  # False leaves out the two over-broad output rules [design]
     train_from: Literal["base", "previous"] = "base"  # LoRA from M_0 each round (the code's loop)
