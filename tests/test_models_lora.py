@@ -17,13 +17,16 @@ from alignkit.models import LoraConfig, attach_lora, load_model, merge_and_save
 def lora_model():
     model, tok = load_model("tiny-random", lora=LoraConfig(r=4, alpha=8))
     # A fresh adapter is a no-op (B = 0); give it weights so merging has something to get right.
+    return randomise_lora(model, seed=1), tok
+
+
+def randomise_lora(model, seed: int):  # noqa: ANN001, ANN201
     with torch.no_grad(), torch.random.fork_rng():
-        torch.manual_seed(1)
+        torch.manual_seed(seed)
         for name, param in model.named_parameters():
             if "lora_" in name:
                 param.normal_(0, 0.2)
-    model.eval()
-    return model, tok
+    return model.eval()
 
 
 def batch(tok) -> dict[str, torch.Tensor]:
@@ -94,12 +97,7 @@ def test_an_adapter_trained_on_another_adapter_run_keeps_both(lora_model, tmp_pa
     with torch.no_grad():
         only_a = load_model(str(tmp_path / "a"))[0].eval()(**batch(tok)).logits
         assert torch.allclose(model_b.eval()(**batch(tok)).logits, only_a, atol=1e-5)  # a fresh B starts at A
-    with torch.no_grad(), torch.random.fork_rng():
-        torch.manual_seed(2)
-        for name, param in model_b.named_parameters():
-            if "lora_" in name:
-                param.normal_(0, 0.2)
-    model_b.eval()
+    randomise_lora(model_b, seed=2)
     _save_adapter(model_b, tok, str(tmp_path / "a"), tmp_path / "b")
     with torch.no_grad():
         want = model_b(**batch(tok)).logits
