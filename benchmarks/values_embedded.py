@@ -81,13 +81,6 @@ PAIR_JUDGE = ("Instruction: {}\n\nResponse A: {}\n\nResponse B: {}\n\nWhich resp
               "better? Answer with the letter A or B.")
 
 
-def two_choice(sampler, prompts: list, a: str, b: str) -> list[float]:
-    """P(a) / (P(a) + P(b)) for the assistant's answer, from teacher-forced log-probs."""
-    lp = [sum(v) for v in sampler.score_logprobs(prompts * 2, [a] * len(prompts) + [b] * len(prompts))]
-    n = len(prompts)
-    return [1.0 / (1.0 + math.exp(lp[n + i] - lp[i])) for i in range(n)]
-
-
 def separation(scores, labels) -> dict:
     """Mean(label 1) − mean(label 0) and AUROC, each with a 95 % bootstrap CI over the items."""
     from alignkit.evaluate.stats import bootstrap
@@ -156,7 +149,7 @@ def alignscore_part(sampler) -> dict:
 def profile_part(sampler, args, out: Path) -> dict:
     from alignkit.cli import main as cli
     from alignkit.errors import DataError
-    from alignkit.evaluate.alignment_metrics import split_sentences
+    from alignkit.evaluate.alignment_metrics import choice_probability, split_sentences
     from alignkit.evaluate.profile import factor_alignment, profile
 
     pairs_path = out / "verifier_pairs.jsonl"
@@ -176,8 +169,10 @@ def profile_part(sampler, args, out: Path) -> dict:
         return {"length": len(text.split()), "sentences": len(split_sentences(text)),
                 "csr": r["metadata"][f"{side}_score"], "fluency": flu[k]}
 
-    ab = two_choice(sampler, [PAIR_JUDGE.format(r["prompt"], r["chosen"], r["rejected"]) for r in rows], "A", "B")
-    ba = two_choice(sampler, [PAIR_JUDGE.format(r["prompt"], r["rejected"], r["chosen"]) for r in rows], "A", "B")
+    ab = choice_probability(sampler, [PAIR_JUDGE.format(r["prompt"], r["chosen"], r["rejected"]) for r in rows],
+                            "A", "B")
+    ba = choice_probability(sampler, [PAIR_JUDGE.format(r["prompt"], r["rejected"], r["chosen"]) for r in rows],
+                            "A", "B")
     p_chosen = [(x + 1 - y) / 2 for x, y in zip(ab, ba, strict=True)]
     table = []
     for i, r in enumerate(rows):

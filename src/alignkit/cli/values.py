@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     al.set_defaults(func=_alignscore)
     ct = leaf("ctc", "a CTC aspect (consistency, relevance, preservation, engagingness, groundedness)")
     ct.add_argument("data", help="JSONL rows with output and input (references / fact, history as the aspect needs)")
-    ct.add_argument("--aspect", required=True, help="consistency | relevance | preservation | engagingness | "
-                    "groundedness")
+    ct.add_argument("--aspect", required=True, choices=("consistency", "relevance", "preservation", "engagingness",
+                                                         "groundedness"))
     ct.add_argument("--aligner-model", required=True, help="model whose hidden states embed tokens (CTC's E "
                     "aligner; any local HF model, e.g. the policy)")
     ct.add_argument("--layer", type=int, default=-1, help="hidden-state layer (default: the last)")
@@ -106,12 +106,10 @@ def _alignscore(args: argparse.Namespace) -> int:
 
 def _ctc(args: argparse.Namespace) -> int:
     from alignkit.data.io import read_rows
-    from alignkit.errors import ConfigError, DataError
+    from alignkit.errors import DataError
     from alignkit.evaluate.alignment_metrics import CTC_ASPECTS, EmbeddingAligner, ctc_score
     from alignkit.models import load_model
 
-    if args.aspect not in CTC_ASPECTS:
-        raise ConfigError(f"unknown --aspect {args.aspect!r}; choose from {sorted(CTC_ASPECTS)}")
     rows = []
     for line, row in read_rows(args.data)[1]:
         for key in ("output", *CTC_ASPECTS[args.aspect]):

@@ -120,12 +120,17 @@ class LMJudgeAlignment:
         self.sampler, self.template, self.yes, self.no = sampler, template, yes, no
 
     def __call__(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        import math
+        return choice_probability(self.sampler, [self.template.format(context=a, claim=b) for a, b in pairs],
+                                  self.yes, self.no)
 
-        prompts = [self.template.format(context=a, claim=b) for a, b in pairs]
-        n = len(prompts)
-        lp = [sum(v) for v in self.sampler.score_logprobs(prompts * 2, [self.yes] * n + [self.no] * n)]
-        return [1.0 / (1.0 + math.exp(lp[n + i] - lp[i])) for i in range(n)]
+
+def choice_probability(sampler: Any, prompts: Sequence[Any], a: str, b: str) -> list[float]:
+    """P(a) / (P(a) + P(b)) of the two teacher-forced answers per prompt (a sampler with `score_logprobs`)."""
+    import math
+
+    n = len(prompts)
+    lp = [sum(v) for v in sampler.score_logprobs(list(prompts) * 2, [a] * n + [b] * n)]
+    return [1.0 / (1.0 + math.exp(lp[n + i] - lp[i])) for i in range(n)]
 
 def aggregate(scores: Sequence[tuple[str, float]], agg: Literal["mean", "sum"] = "mean",
               remove_stopwords: bool = False) -> float:

@@ -105,10 +105,9 @@ class LanguageFeedbackBuilder:
                              self.refine_max_new_tokens, "refine")
         prefer: list[bool] = [True] * len(items)
         if self.reward is not None:
-            # score_items passes each item's constraints/references (csr, ifeval, bleu need them)
-            r_star = [r[0] for r in score_items(self.reward, items, [[r.text] for r in refined])]
-            r_orig = [r[0] for r in score_items(self.reward, items, [[y] for y in ys])]
-            prefer = [a >= b for a, b in zip(r_star, r_orig, strict=True)]
+            # one batched call; score_items passes each item's constraints/references (csr, ifeval, bleu need them)
+            both = score_items(self.reward, items, [[r.text, y] for r, y in zip(refined, ys, strict=True)])
+            prefer = [star >= orig for star, orig in both]
         out = []
         for item, y, c, star, ok in zip(items, ys, cs, refined, prefer, strict=True):
             if not y.strip():
