@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ct = leaf("ctc", "a CTC aspect (consistency, relevance, preservation, engagingness, groundedness)")
     ct.add_argument("data", help="JSONL rows with output and input (references / fact, history as the aspect needs)")
     ct.add_argument("--aspect", required=True, choices=("consistency", "relevance", "preservation", "engagingness",
-                                                         "groundedness"))
+                                                         "groundedness"))  # = alignment_metrics.CTC_ASPECTS
     ct.add_argument("--aligner-model", required=True, help="model whose hidden states embed tokens (CTC's E "
                     "aligner; any local HF model, e.g. the policy)")
     ct.add_argument("--layer", type=int, default=-1, help="hidden-state layer (default: the last)")

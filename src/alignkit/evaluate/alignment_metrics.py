@@ -196,9 +196,19 @@ class EmbeddingAligner:
         return list(zip(tok_a, best.tolist(), strict=True))
 
 
-CTC_ASPECTS: dict[str, tuple[str, ...]] = {  # aspect -> the row fields it reads (besides `output`)
-    "consistency": ("input",), "relevance": ("input", "references"), "preservation": ("input",),
-    "engagingness": ("fact", "history"), "groundedness": ("fact",)}
+# aspect -> (the row fields it reads besides `output`, the score of one row)
+_CTC: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], TokenAligner, bool], float]]] = {
+    "consistency": (("input",), lambda r, al, rs: ctc_consistency(r["output"], r["input"], al, remove_stopwords=rs)),
+    "relevance": (("input", "references"), lambda r, al, rs: ctc_relevance(
+        r["output"], r["input"], r["references"], al, remove_stopwords=rs)),
+    "preservation": (("input",), lambda r, al, rs: ctc_preservation(r["output"], r["input"], al,
+                                                                    remove_stopwords=rs)),
+    "engagingness": (("fact", "history"), lambda r, al, rs: ctc_engagingness(
+        r["output"], r["fact"], r["history"], al, remove_stopwords=rs)),
+    "groundedness": (("fact",), lambda r, al, rs: ctc_groundedness(r["output"], r["fact"], al,
+                                                                   remove_stopwords=rs)),
+}
+CTC_ASPECTS: dict[str, tuple[str, ...]] = {a: fields for a, (fields, _) in _CTC.items()}
 
 
 def ctc_score(rows: Sequence[dict[str, Any]], aspect: str, align: TokenAligner,
@@ -207,20 +217,9 @@ def ctc_score(rows: Sequence[dict[str, Any]], aspect: str, align: TokenAligner,
     bootstrap CI. `remove_stopwords` None = the code's default (dialog aspects True, the others False)."""
     from alignkit.evaluate.stats import mean_ci
 
-    if aspect not in CTC_ASPECTS:
-        raise ConfigError(f"unknown CTC aspect {aspect!r}; choose from {sorted(CTC_ASPECTS)}")
+    if aspect not in _CTC:
+        raise ConfigError(f"unknown CTC aspect {aspect!r}; choose from {sorted(_CTC)}")
     rs = remove_stopwords if remove_stopwords is not None else aspect in ("engagingness", "groundedness")
-    per = []
-    for r in rows:
-        y = r["output"]
-        if aspect == "consistency":
-            per.append(ctc_consistency(y, r["input"], align, remove_stopwords=rs))
-        elif aspect == "relevance":
-            per.append(ctc_relevance(y, r["input"], r["references"], align, remove_stopwords=rs))
-        elif aspect == "preservation":
-            per.append(ctc_preservation(y, r["input"], align, remove_stopwords=rs))
-        elif aspect == "engagingness":
-            per.append(ctc_engagingness(y, r["fact"], r["history"], align, remove_stopwords=rs))
-        else:
-            per.append(ctc_groundedness(y, r["fact"], align, remove_stopwords=rs))
+    score = _CTC[aspect][1]
+    per = [score(r, align, rs) for r in rows]
     return mean_ci(per), per
