@@ -7,7 +7,8 @@ Rows (all at temperature 1, no truncation, the same max_new_tokens; tokens/s cou
 generated, EOS may end a sequence early on any side):
 * `batch1`, `batch8`: k distinct prompts, HFSampler (one batched call) vs a naive loop of `model.generate`;
 * `batch32`, `batch64`: k distinct prompts in one batch, HFSampler vs CTranslate2 fp32 `generate_batch` (issue 18
-  item 5's target: HFSampler >= CTranslate2 at both);
+  item 5's target: HFSampler >= CTranslate2 at both), and HFSampler without `share_prompt_prefix` (the prompts'
+  common chat-template prefix is encoded once per batch by default; CTranslate2 encodes it per row);
 * `n8`: 8 completions of one prompt (naive: `num_return_sequences=8`);
 * `stream`: 128 prompts through a 32-row batch: HFSampler in one call (continuous batching: a waiting prompt
   takes a finished row's place) vs four calls of 32 (each waits for its slowest row), and CTranslate2 with
@@ -128,6 +129,10 @@ def main() -> None:
                 cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, max_batch=32)
         else:
             cells["HFSampler"] = ours(sampler, prompts(k), args.tokens, n)
+            if k >= 32:  # the same without encoding the prompts' common prefix (system turn) once
+                sampler.share_prompt_prefix = False
+                cells["HFSampler, no prefix sharing"] = ours(sampler, prompts(k), args.tokens, n)
+                sampler.share_prompt_prefix = True
             if ct2 is not None and k >= 32:
                 cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, n)
             if not args.no_naive and k < 32:

@@ -86,7 +86,7 @@ def test_cached_sampler_gives_the_same_search_without_re_encoding_beams() -> Non
     assert [r.candidates for r in plain] == [r.candidates for r in cached]
     for a, b in zip(plain, cached, strict=True):
         assert b.info["logp"] == pytest.approx(a.info["logp"], abs=1e-4)
-    assert c1.forward_tokens + c1.cached_tokens == c0.forward_tokens
+    assert c1.forward_tokens + c1.cached_tokens == c0.forward_tokens + c0.cached_tokens  # same contexts
     prompt_tokens = sum(len(HFSampler(model, tok).encode_prompt(p)) for p in prompts)
     # per output token at most beam x top_k x (lookahead + 1) forward tokens, plus each prompt once
     assert c1.forward_tokens <= prompt_tokens + len(prompts) * new * beam * top_k * (look + 1)

@@ -50,9 +50,12 @@ def test_token_counts_exact_across_batch(sampler: HFSampler) -> None:
     before = sampler.compute.copy()
     out = sampler.sample(PROMPTS, n=3, max_new_tokens=5, seed=1)
     delta = sampler.compute.minus(before)
-    plens = [len(sampler.encode_prompt(p)) for p in PROMPTS]
+    ids = [sampler.encode_prompt(p) for p in PROMPTS]
+    common = next(j for j in range(min(map(len, ids))) if len({row[j] for row in ids}) > 1)
+    assert common >= 16  # the chat template's system turn: encoded once for the batch, reused by the other rows
     flat = [s for row in out for s in row]
-    assert delta.forward_tokens == sum(plens) + sum(len(s.token_ids) - 1 for s in flat)
+    assert delta.forward_tokens == sum(map(len, ids)) - 2 * common + sum(len(s.token_ids) - 1 for s in flat)
+    assert delta.cached_tokens == 2 * common
     assert delta.generated_tokens == sum(len(s.token_ids) for s in flat) == 3 * 3 * 5
     assert sum(s.forward_tokens for s in flat) == delta.forward_tokens
     assert all(s.finish_reason == "length" and len(s.token_logprobs) == 5 for s in flat)
@@ -164,3 +167,29 @@ def test_sampled_frequencies_follow_the_truncated_distribution(sampler: HFSample
     assert {s.token_ids[0] for s in out} <= {top[0].token_id, top[1].token_id}
     freq = sum(s.token_ids[0] == top[0].token_id for s in out) / len(out)
     assert freq == pytest.approx(want, abs=4 * (want * (1 - want) / len(out)) ** 0.5 + 1e-3)
+
+
+def test_prompt_prefix_sharing_changes_no_result_only_the_compute() -> None:
+    model, tok = load_model("tiny-random")
+    on, off = HFSampler(model, tok), HFSampler(model, tok, share_prompt_prefix=False)
+    got, want = on.sample(PROMPTS, n=2, max_new_tokens=6, seed=5), off.sample(PROMPTS, n=2, max_new_tokens=6, seed=5)
+    for g_row, w_row in zip(got, want, strict=True):
+        assert [s.token_ids for s in g_row] == [s.token_ids for s in w_row]
+        for g, w in zip(g_row, w_row, strict=True):
+            assert g.token_logprobs == pytest.approx(w.token_logprobs, abs=1e-5)
+    comps = ["a b c", "the sea", "4"]
+    for g, w in zip(on.score_logprobs(PROMPTS, comps), off.score_logprobs(PROMPTS, comps), strict=True):
+        assert g == pytest.approx(w, abs=1e-5)
+    top_on, top_off = on.next_token_topk(PROMPTS, ["", "x", ""], 3), off.next_token_topk(PROMPTS, ["", "x", ""], 3)
+    assert [[t.token_id for t in row] for row in top_on] == [[t.token_id for t in row] for row in top_off]
+    assert off.compute.cached_tokens == 0
+    # same contexts: what one sampler processed, the other processed or reused
+    assert on.compute.forward_tokens + on.compute.cached_tokens == off.compute.forward_tokens
+    assert on.compute.forward_tokens < off.compute.forward_tokens
+
+
+def test_a_short_common_prefix_is_not_shared() -> None:
+    model, tok = load_model("tiny-random")
+    raw = HFSampler(model, tok, raw=True)  # no chat template: these prompts share one word, under 16 tokens
+    raw.sample(["the sea is", "the sky is"], max_new_tokens=2, seed=0)
+    assert raw.compute.cached_tokens == 0

@@ -22,7 +22,9 @@ def model_tok():  # noqa: ANN201
 
 @pytest.fixture()
 def pair(model_tok):  # noqa: ANN001, ANN201
-    return HFSampler(*model_tok), HFSampler(*model_tok, prefix_cache_mb=64)
+    # within-call prefix sharing off: these tests count what the cross-call cache alone reuses
+    return (HFSampler(*model_tok, share_prompt_prefix=False),
+            HFSampler(*model_tok, prefix_cache_mb=64, share_prompt_prefix=False))
 
 
 def test_extend_after_a_sample_reuses_the_stored_prefix(pair) -> None:  # noqa: ANN001

@@ -26,7 +26,7 @@ import torch
 
 from alignkit.data.records import Prompt
 from alignkit.decode.hf_loop import cache_of, generate
-from alignkit.decode.prefix_cache import PrefixCache, past_from_entries, row_kv, supported
+from alignkit.decode.prefix_cache import BLOCK, PrefixCache, past_from_entries, row_kv, supported
 from alignkit.decode.sampler import Compute, Prefix, Sample, TopToken, seed_for
 from alignkit.errors import ConfigError, DataError
 
@@ -72,12 +72,16 @@ class HFSampler:
             of each context, `Compute.forward_tokens` counts only the tokens really processed and
             `Compute.cached_tokens` the reused ones. Results equal the uncached ones up to float rounding
             (tests/test_prefix_cache.py).
+        share_prompt_prefix: within one call, encode the longest token prefix common to all rows of a forward
+            batch once instead of once per row (default on; independent of `prefix_cache_mb`, nothing outlives
+            the call). `Compute.forward_tokens` counts the shared tokens once and `cached_tokens` the reuses.
         progress: a progress bar over the rows of each `sample`/`extend` call that has more rows than one forward
             batch (a long call with continuous batching would otherwise be silent until it returns).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, raw: bool = False, template: str = "auto",
-                 max_batch_rows: int = 64, prefix_cache_mb: float = 0, progress: bool = False) -> None:
+                 max_batch_rows: int = 64, prefix_cache_mb: float = 0, share_prompt_prefix: bool = True,
+                 progress: bool = False) -> None:
         from alignkit.data.tokenize import sampler_template
 
         if tokenizer.pad_token_id is None:
@@ -88,6 +92,7 @@ class HFSampler:
         self.raw = self.template in ("chat-only", "never")  # plain strings are fed verbatim (URIAL checks this)
         self.max_batch_rows = max(1, int(max_batch_rows))
         self.progress = progress
+        self.share_prompt_prefix = share_prompt_prefix
         self.compute = Compute()
         if prefix_cache_mb < 0:
             raise ConfigError(f"prefix_cache_mb must be >= 0 (0 = off), got {prefix_cache_mb}")
@@ -272,6 +277,9 @@ class HFSampler:
         remaining tokens are left-padded after it (padding between is masked; position ids follow the mask)."""
         pc = self.prefix_cache
         hits = [pc.lookup(s, c) for s, c in zip(seqs, caps, strict=True)] if pc is not None else []
+        shared = 0
+        if not any(m for m, _ in hits) and self.share_prompt_prefix:
+            hits, shared = self._shared_prefix(seqs, caps)
         if not any(m for m, _ in hits):
             ids, mask = self._left_pad(seqs)
             positions = self._positions(mask)
@@ -285,8 +293,28 @@ class HFSampler:
         positions = self._positions(mask)[:, past_mask.shape[1]:]
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=keep, **{self._cache_kw: past})
-        return (out.logits, cache_of(out), mask, positions[:, -1], [len(s) for s in suffixes],
-                [m for m, _ in hits])
+        done, reused = [len(s) for s in suffixes], [m for m, _ in hits]
+        if shared:  # the shared prefix was processed once, for row 0; the other rows reuse it
+            done[0], reused[0] = done[0] + shared, 0
+        return out.logits, cache_of(out), mask, positions[:, -1], done, reused
+
+    def _shared_prefix(self, seqs: list[list[int]], caps: list[int]) -> tuple[list[tuple[int, Any]], int]:
+        """Encode the rows' longest common prefix once (batch 1) as a hit for every row, as engines with prefix
+        sharing do (vLLM's automatic prefix caching, SGLang's RadixAttention): a chat template's system prompt
+        makes most of a short prompt common to every row. ([], 0) when fewer than two rows or under BLOCK tokens
+        are common. The KV equals the per-row one up to float rounding (batch 1 vs a padded batch)."""
+        if len(seqs) < 2:
+            return [], 0
+        common = min(min(caps), min(len(s) for s in seqs))
+        first = seqs[0]
+        for s in seqs[1:]:
+            common = next((j for j in range(common) if s[j] != first[j]), common)
+        if common < BLOCK:
+            return [], 0
+        ids = torch.tensor([first[:common]], device=self.device)
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        kv = [(layer.keys[0], layer.values[0]) for layer in cache_of(out).layers]
+        return [(common, kv)] * len(seqs), common
 
     def _store_rows(self, seqs: list[list[int]], cache: Any, mask: torch.Tensor) -> None:
         if self.prefix_cache is not None and cache is not None and supported(cache):
