@@ -1,7 +1,7 @@
 """Sampling throughput: HFSampler vs a naive `model.generate` loop and vs CTranslate2 (the reference engine).
 
     .venv/bin/python benchmarks/sampling.py [--model smollm2-135m-instruct] [--tokens 64] [--threads 1]
-        [--rows batch1,batch8,batch32,batch64,n8,stream] [--no-ct2] [--no-naive]
+        [--rows batch1,batch8,batch32,batch64,n8,stream] [--no-ct2] [--no-naive] [--repeat 1]
 
 Rows (all at temperature 1, no truncation, the same max_new_tokens; tokens/s counts the tokens actually
 generated, EOS may end a sequence early on any side):
@@ -53,11 +53,12 @@ def naive(model: Any, tok: Any, ps: list[str], tokens: int, n: int = 1) -> tuple
     return generated, time.perf_counter() - t0
 
 
-def ours(sampler: HFSampler, ps: list[str], tokens: int, n: int = 1, calls: int = 1) -> tuple[int, float]:
+def ours(sampler: HFSampler, ps: list[str], tokens: int, n: int = 1, calls: int = 1, seed: int = 0
+         ) -> tuple[int, float]:
     before, t0 = sampler.compute.generated_tokens, time.perf_counter()
     per = -(-len(ps) // calls)
     for start in range(0, len(ps), per):
-        sampler.sample(ps[start:start + per], n=n, max_new_tokens=tokens, temperature=1.0, seed=start)
+        sampler.sample(ps[start:start + per], n=n, max_new_tokens=tokens, temperature=1.0, seed=seed + start)
     return sampler.compute.generated_tokens - before, time.perf_counter() - t0
 
 
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {ROWS}")
     ap.add_argument("--no-ct2", action="store_true", help="leave CTranslate2 out")
     ap.add_argument("--no-naive", action="store_true", help="leave the naive generate loop out")
+    ap.add_argument("--repeat", type=int, default=1, help="repetitions per row (3+: a 95%% interval on each ratio)")
     args = ap.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS))
@@ -119,35 +121,61 @@ def main() -> None:
     for label in rows:
         k, n = {"batch1": (1, 1), "batch8": (8, 1), "batch32": (32, 1), "batch64": (64, 1), "n8": (1, 8),
                 "stream": (128, 1)}[label]
-        cells: dict[str, tuple[int, float]] = {}
-        if label == "stream":
-            sampler.max_batch_rows = 32
-            cells["HFSampler, 4 calls of 32"] = ours(sampler, prompts(k), args.tokens, calls=4)
-            cells["HFSampler"] = ours(sampler, prompts(k), args.tokens)
-            sampler.max_batch_rows = 64
-            if ct2 is not None:
-                cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, max_batch=32)
-        else:
-            cells["HFSampler"] = ours(sampler, prompts(k), args.tokens, n)
-            if k >= 32:  # the same without encoding the prompts' common prefix (system turn) once
-                sampler.share_prompt_prefix = False
-                cells["HFSampler, no prefix sharing"] = ours(sampler, prompts(k), args.tokens, n)
-                sampler.share_prompt_prefix = True
-            if ct2 is not None and k >= 32:
-                cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, n)
-            if not args.no_naive and k < 32:
-                cells["naive generate loop"] = naive(model, tok, prompts(k), args.tokens, n)
-        for name, (g, t) in cells.items():  # tok/seq shows that every engine got the same budget
-            print(f"{label}: {name} {g} tok ({g / (k * n):.1f} tok/seq) in {t:.1f}s = {g / t:.1f} tok/s", flush=True)
-        table.append((label, {name: g / t for name, (g, t) in cells.items()}))
-    print(f"\nmodel {args.model}, {args.tokens} new tokens, {args.threads} threads, CPU")
+        runs: dict[str, list[tuple[int, float]]] = {}
+        for rep in range(args.repeat):  # engines interleaved within each repetition, so load drifts hit all
+            for name, cell in measure(label, k, n, rep, args, sampler, ct2, model, tok).items():
+                g, t = cell  # tok/seq shows that every engine got the same budget
+                print(f"{label} #{rep + 1}: {name} {g} tok ({g / (k * n):.1f} tok/seq) in {t:.1f}s = {g / t:.1f} tok/s",
+                      flush=True)
+                runs.setdefault(name, []).append(cell)
+        table.append((label, {name: [g / t for g, t in cells] for name, cells in runs.items()}))
+    print(f"\nmodel {args.model}, {args.tokens} new tokens, {args.threads} threads, CPU, {args.repeat} repetition(s)")
     print("| setting | engine | tok/s | HFSampler / engine |")
     print("|---|---|---|---|")
-    for label, cells_ts in table:
-        mine = cells_ts["HFSampler"]
-        for name, v in cells_ts.items():
-            ratio = "" if name == "HFSampler" else f"{mine / v:.2f}x"
-            print(f"| {label} | {name} | {v:.1f} | {ratio} |")
+    for label, per_engine in table:
+        mine = per_engine["HFSampler"]
+        for name, v in per_engine.items():
+            ratio = "" if name == "HFSampler" else ratio_cell(mine, v)
+            print(f"| {label} | {name} | {sum(v) / len(v):.1f} | {ratio} |")
+
+
+def measure(label: str, k: int, n: int, rep: int, args: argparse.Namespace, sampler: HFSampler, ct2: CT2 | None,
+            model: Any, tok: Any) -> dict[str, tuple[int, float]]:
+    """One repetition of a row: (tokens generated, seconds) per engine."""
+    cells: dict[str, tuple[int, float]] = {}
+    seed = 1000 * rep
+    if label == "stream":
+        sampler.max_batch_rows = 32
+        cells["HFSampler, 4 calls of 32"] = ours(sampler, prompts(k), args.tokens, calls=4, seed=seed)
+        cells["HFSampler"] = ours(sampler, prompts(k), args.tokens, seed=seed)
+        sampler.max_batch_rows = 64
+        if ct2 is not None:
+            cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, max_batch=32)
+        return cells
+    cells["HFSampler"] = ours(sampler, prompts(k), args.tokens, n, seed=seed)
+    if k >= 32:  # the same without encoding the prompts' common prefix (system turn) once
+        sampler.share_prompt_prefix = False
+        cells["HFSampler, no prefix sharing"] = ours(sampler, prompts(k), args.tokens, n, seed=seed)
+        sampler.share_prompt_prefix = True
+    if ct2 is not None and k >= 32:
+        cells["CTranslate2"] = ct2.run(prompts(k), args.tokens, n)
+    if not args.no_naive and k < 32:
+        cells["naive generate loop"] = naive(model, tok, prompts(k), args.tokens, n)
+    return cells
+
+
+def ratio_cell(mine: list[float], other: list[float]) -> str:
+    """Geometric mean of the per-repetition ratios, with a 95% t-interval over repetitions when there are 3+."""
+    import math
+
+    logs = [math.log(a / b) for a, b in zip(mine, other, strict=True)]
+    mean = sum(logs) / len(logs)
+    if len(logs) < 3:
+        return f"{math.exp(mean):.2f}x"
+    from scipy import stats
+
+    lo, hi = stats.t.interval(0.95, len(logs) - 1, loc=mean, scale=stats.sem(logs))
+    return f"{math.exp(mean):.2f}x [{math.exp(lo):.2f}, {math.exp(hi):.2f}]"
 
 
 if __name__ == "__main__":
