@@ -313,7 +313,11 @@ class HFSampler:
             return [], 0
         ids = torch.tensor([first[:common]], device=self.device)
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        kv = [(layer.keys[0], layer.values[0]) for layer in cache_of(out).layers]
+        cache = cache_of(out)
+        if not supported(cache):  # sliding-window or other layer kinds: their KV cannot be merged this way
+            self.share_prompt_prefix = False
+            return [], 0
+        kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
         return [(common, kv)] * len(seqs), common
 
     def _store_rows(self, seqs: list[list[int]], cache: Any, mask: torch.Tensor) -> None:
