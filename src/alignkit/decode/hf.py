@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from alignkit.data.records import Prompt
+from alignkit.decode.fast_head import transposed_head
 from alignkit.decode.hf_loop import cache_of, generate
 from alignkit.decode.prefix_cache import BLOCK, PrefixCache, past_from_entries, row_kv, supported
 from alignkit.decode.sampler import Compute, Prefix, Sample, TopToken, seed_for
@@ -259,7 +260,8 @@ class HFSampler:
                   reject: Sequence[Callable[[str], bool] | None] | None = None) -> list[Sample]:
         """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); max_new_tokens per prompt or one."""
         budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(contexts)
-        return generate(self, contexts, prefixes, n, budgets, temperature, top_p, top_k, stop, seed, reject)
+        with transposed_head(self.model):  # the decode loop's head projection: W @ h.T (decode/fast_head.py)
+            return generate(self, contexts, prefixes, n, budgets, temperature, top_p, top_k, stop, seed, reject)
 
     def _generator(self, seed: int | None, key: tuple[int, int]) -> torch.Generator:
         g = torch.Generator(device="cpu")

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from alignkit.decode.fast_head import transposed_head
 from alignkit.decode.kv_buffer import grow_layers
 from alignkit.decode.prefix_cache import row_kv, supported
 from alignkit.decode.sampler import Sample
@@ -78,12 +77,7 @@ def _trim(cache: Any, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate(sp: HFSampler, *args: Any, **kwargs: Any) -> list[Sample]:
-    with transposed_head(sp.model):
-        return _generate(sp, *args, **kwargs)
-
-
-def _generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]], n: int, budgets: list[int],
+def generate(sp: HFSampler, contexts: list[list[int]], prefixes: list[list[int]], n: int, budgets: list[int],
              temperature: float, top_p: float, top_k: int, stop: Sequence[str], seed: int | None,
              reject: Sequence[Callable[[str], bool] | None] | None = None) -> list[Sample]:
     """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); one budget per prompt.
