@@ -61,6 +61,27 @@ def test_token_counts_exact_across_batch(sampler: HFSampler) -> None:
     assert all(s.finish_reason == "length" and len(s.token_logprobs) == 5 for s in flat)
 
 
+def test_rows_that_join_the_running_batch_reuse_its_shared_prefix() -> None:
+    model, tok = load_model("tiny-random")
+    # two rows at a time, uneven budgets: prompts 2.. join one or two at a time as earlier rows finish
+    on = HFSampler(model, tok, max_batch_rows=2)
+    off = HFSampler(model, tok, max_batch_rows=2, share_prompt_prefix=False)
+    prompts = [f"Question {i}: what is {i} + {i}?" for i in range(6)]
+    budgets = [2, 7, 3, 5, 1, 4]
+    got = on.extend(prompts, [""] * 6, max_new_tokens=budgets, seed=3)
+    want = off.extend(prompts, [""] * 6, max_new_tokens=budgets, seed=3)
+    assert [s.token_ids for s in got] == [s.token_ids for s in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.token_logprobs == pytest.approx(w.token_logprobs, abs=1e-5)
+    ids = [on.encode_prompt(p) for p in prompts]
+    common = next(j for j in range(min(map(len, ids))) if len({row[j] for row in ids}) > 1)
+    assert common >= 16
+    # the system turn is encoded once in the whole call, not once per refill
+    assert on.compute.cached_tokens == 5 * common
+    assert on.compute.forward_tokens == off.compute.forward_tokens - 5 * common
+    assert on._call_prefix is None  # nothing of a call's KV outlives it
+
+
 def test_left_padding_matches_unbatched(sampler: HFSampler) -> None:
     batched = sampler.sample(PROMPTS, max_new_tokens=8, temperature=0)
     for i, p in enumerate(PROMPTS):

@@ -94,6 +94,10 @@ class HFSampler:
         self.max_batch_rows = max(1, int(max_batch_rows))
         self.progress = progress
         self.share_prompt_prefix = share_prompt_prefix
+        # inside a generate call: [the last shared prefix encoded, as (token ids, per-layer KV)], so rows that join
+        # the running batch later (continuous batching refills a few at a time) reuse it; None outside a call, as
+        # the weights may change between calls
+        self._call_prefix: list[tuple[list[int], Any]] | None = None
         self.compute = Compute()
         if prefix_cache_mb < 0:
             raise ConfigError(f"prefix_cache_mb must be >= 0 (0 = off), got {prefix_cache_mb}")
@@ -260,8 +264,12 @@ class HFSampler:
                   reject: Sequence[Callable[[str], bool] | None] | None = None) -> list[Sample]:
         """All samples, prompt-major (prompt i's samples at i*n .. i*n+n-1); max_new_tokens per prompt or one."""
         budgets = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(contexts)
-        with transposed_head(self.model):  # the decode loop's head projection: W @ h.T (decode/fast_head.py)
-            return generate(self, contexts, prefixes, n, budgets, temperature, top_p, top_k, stop, seed, reject)
+        self._call_prefix = []
+        try:
+            with transposed_head(self.model):  # the decode loop's head projection: W @ h.T (decode/fast_head.py)
+                return generate(self, contexts, prefixes, n, budgets, temperature, top_p, top_k, stop, seed, reject)
+        finally:
+            self._call_prefix = None
 
     def _generator(self, seed: int | None, key: tuple[int, int]) -> torch.Generator:
         g = torch.Generator(device="cpu")
@@ -304,7 +312,14 @@ class HFSampler:
         """Encode the rows' longest common prefix once (batch 1) as a hit for every row, as engines with prefix
         sharing do (vLLM's automatic prefix caching, SGLang's RadixAttention): a chat template's system prompt
         makes most of a short prompt common to every row. ([], 0) when fewer than two rows or under BLOCK tokens
-        are common. The KV equals the per-row one up to float rounding (batch 1 vs a padded batch)."""
+        are common. The KV equals the per-row one up to float rounding (batch 1 vs a padded batch).
+
+        Within a generate call, rows that all start with the prefix encoded last reuse it, a single row included
+        (then shared is 0: nothing was processed now)."""
+        if self._call_prefix:
+            head, kv = self._call_prefix[0]
+            if all(c >= len(head) and s[:len(head)] == head for s, c in zip(seqs, caps, strict=True)):
+                return [(len(head), kv)] * len(seqs), 0
         if len(seqs) < 2:
             return [], 0
         common = min(min(caps), min(len(s) for s in seqs))
@@ -320,6 +335,8 @@ class HFSampler:
             self.share_prompt_prefix = False
             return [], 0
         kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
+        if self._call_prefix is not None:
+            self._call_prefix[:] = [(first[:common], kv)]
         return [(common, kv)] * len(seqs), common
 
     def _store_rows(self, seqs: list[list[int]], cache: Any, mask: torch.Tensor) -> None:
