@@ -32,6 +32,7 @@ from alignkit.data.suite import load_suite
 from alignkit.decode.common import score
 from alignkit.decode.hf import HFSampler
 from alignkit.decode.spec_reject import spec_reject
+from alignkit.evaluate.stats import paired_bootstrap
 from alignkit.models import load_model
 from alignkit.rewards.registry import load_reward
 from testtime import Point, _uptime, markdown_table, run_bon, run_deal, run_qalign, write_runs
@@ -87,6 +88,25 @@ def table(points: list[Point]) -> str:
                      f"{p.per_prompt('generated_tokens'):.0f}", f"{p.per_prompt('forward_tokens'):.0f}",
                      f"{p.per_prompt('cached_tokens'):.0f}", f"{p.per_prompt('reward_calls'):.0f}",
                      f"{p.seconds:.0f}", str(p.extra.get("note", ""))])
+    return markdown_table(header, body)
+
+
+def paired_table(points: list[Point], ref_budget: int) -> str:
+    """Each method's point minus best-of-`ref_budget` on the same prompts: the paired-bootstrap difference of mean
+    reward (prompts resampled jointly, so the prompts' shared difficulty cancels) and the compute as a share of the
+    reference's. Points on another prompt set (DeAL's first few) and the best-of-N curve itself are left out."""
+    ref = next((p for p in points if p.method == "best-of-N" and p.budget == ref_budget), None)
+    if ref is None:
+        return ""
+    header = ["method", "budget", f"Δ mean reward vs best-of-{ref_budget} [95% CI]", "gen tokens", "fwd tokens"]
+    body = []
+    for p in points:
+        if p.method == "best-of-N" or len(p.rewards) != len(ref.rewards):
+            continue
+        d = paired_bootstrap(p.rewards, ref.rewards, seed=0)
+        share = [p.per_prompt(k) / ref.per_prompt(k) for k in ("generated_tokens", "forward_tokens")]
+        body.append([p.method, str(p.budget), f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]",
+                     f"{share[0]:.0%}", f"{share[1]:.0%}"])
     return markdown_table(header, body)
 
 
@@ -180,7 +200,8 @@ def main() -> None:
     points += run_policies(args.policy, reward, prompts, contexts, args)
     wall, load_after = time.perf_counter() - t_start, _uptime()
     md = table(points)
-    print(md)
+    paired = paired_table(points, args.max_n)
+    print(md, paired, sep="\n\n")
     print(f"\nwall time {wall:.0f} s; load before: {load_before}; after: {load_after}")
     runs = write_runs(points, ids, prompts, args.runs_dir, args)
     print("run directories:", " ".join(str(r) for r in runs))
@@ -201,6 +222,10 @@ QAlign β = {args.beta}; DeAL top_k = {args.deal_top_k}, beam = {args.deal_beam}
 (`uptime` load before: {load_before}; after: {load_after}).
 
 {md}
+
+Paired, on the same prompts:
+
+{paired}
 
 ![reward vs generated and forward tokens](frontier_benchmark.png)
 """)
