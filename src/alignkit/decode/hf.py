@@ -75,7 +75,8 @@ class HFSampler:
             (tests/test_prefix_cache.py).
         share_prompt_prefix: within one call, encode the longest token prefix common to all rows of a forward
             batch once instead of once per row (default on; independent of `prefix_cache_mb`, nothing outlives
-            the call). `Compute.forward_tokens` counts the shared tokens once and `cached_tokens` the reuses.
+            the call; rows that join the running batch later reuse it too). `Compute.forward_tokens` counts the
+            shared tokens once and `cached_tokens` the reuses.
         progress: a progress bar over the rows of each `sample`/`extend` call that has more rows than one forward
             batch (a long call with continuous batching would otherwise be silent until it returns).
     """
