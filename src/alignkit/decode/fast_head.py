@@ -4,9 +4,9 @@ At decode time the output projection multiplies a few dozen hidden states by the
 SmolLM2). With few rows, MKL's sgemm is markedly faster with the vocabulary as the long, untransposed operand
 (an ad-hoc matmul timing on the 2026-12-04 CPU, one thread: 20 -> 25 GFLOP/s at 32 rows, 9.5 -> 17 at 8;
 end to end only +2% at batch 32, docs/benchmarks.md, Sampling). The layers' own projections show no such gap, so
-only the head is changed, and only while the sampler decodes: `transposed_head(model)` swaps the head's `forward` on a plain fp32 `nn.Linear` on the CPU and
-restores it on exit (the weights are read live, so a model that is being trained is never stale). Results equal
-the plain projection up to float summation order.
+only the head is changed, and only while the sampler decodes: `transposed_head(model)` swaps the head's
+`forward` on a plain fp32 `nn.Linear` on the CPU and restores it on exit (the weights are read live, so a model
+that is being trained is never stale). Results equal the plain projection up to float summation order.
 """
 
 from __future__ import annotations
