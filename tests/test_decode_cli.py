@@ -31,6 +31,8 @@ def _rows(path):
     ("qalign", ["--n", "3", "--reward", "length:1:3", "--set", "beta=0.5"]),
     ("deal", ["--reward", "keyword:the", "--set", "top_k=2", "--set", "beam=1", "--set", "lookahead=1"]),
     ("urial", []),
+    ("spec_reject", ["--n", "4", "--reward", "length:1:3", "--set", "checkpoints=[1]",
+                     "--set", "partial_reward=keyword:the"]),
 ])
 def test_generate_writes_samples(tmp_path, prompts, capsys, strategy, extra) -> None:
     out = tmp_path / strategy
@@ -47,6 +49,9 @@ def test_generate_writes_samples(tmp_path, prompts, capsys, strategy, extra) -> 
     assert summary["prompts"] == 3
     if "--reward" in extra:
         assert all("reward" in r for r in rows)
+    if strategy == "spec_reject":  # the ranker is loaded from its spec; config.yaml keeps the spec
+        assert all(r["info"]["partial_reward"] == "keyword:the" for r in rows)
+        assert "partial_reward: keyword:the" in (out / "config.yaml").read_text()
 
 
 def test_generate_steer_and_system(tmp_path, prompts) -> None:

@@ -84,3 +84,28 @@ def test_on_a_cached_hf_sampler_continuations_reencode_nothing() -> None:
     a, b = (s.encode_prompt(p) for p in ["Hi", "What is 2 + 2?"])
     common = next(j for j in range(min(len(a), len(b))) if a[j] != b[j])  # the system turn, encoded once for both
     assert c1.forward_tokens == len(a) + len(b) - common + c1.generated_tokens - 2 * 8
+
+
+def test_a_separate_partial_reward_ranks_the_unfinished_rows_and_the_final_reward_picks() -> None:
+    seen: list[list[str]] = []
+
+    def count_b(prompts, completions, **context):  # noqa: ANN001, ANN003, ANN202
+        seen.append(list(completions))
+        return [float(c.count("b")) for c in completions]
+
+    res = spec_reject(toy(), count_a, ["x"], n=16, checkpoints=(4,), keep=0.125, max_new_tokens=10, seed=4,
+                      partial_reward=count_b)
+    (partial,) = seen  # one checkpoint: the ranker sees the partial texts only, never a complete candidate
+    r = res[0]
+    assert r.info["partial_reward"] == "count_b" and r.info["alive"] == [2]
+    # the two survivors are the partial texts with the most b's (ties: the earlier row)
+    order = sorted(range(len(partial)), key=lambda k: (-partial[k].count("b"), k))
+    kept = {partial[k] for k in order[:2]}
+    long = [c for c in r.candidates if len(c) > 4]
+    assert long and all(c[:4] in kept for c in long)
+    # and the answer is chosen by the final reward (count_a), not by the ranker
+    assert r.scores == [float(c.count("a")) for c in r.candidates]
+    assert r.info["selected_reward"] == max(r.scores)
+    # without it, the final reward ranks the partial texts too
+    assert spec_reject(toy(), count_a, ["x"], n=4, checkpoints=(2,), max_new_tokens=4, seed=0)[0].info[
+        "partial_reward"] == "count_a"

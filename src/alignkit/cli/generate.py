@@ -185,14 +185,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from alignkit.decode.strategies import run_strategy
     from alignkit.decode.system import ComposedSampler, system_composer
     from alignkit.models import load_model
+    from alignkit.rewards.registry import load_reward
 
     options: dict[str, Any] = dict(parse_override(o) for o in args.overrides)
     prompts, contexts, ids = _read_prompts(args.prompts, args.split)
-    reward = None
-    if args.reward:
-        from alignkit.rewards.registry import load_reward
-
-        reward = load_reward(args.reward)
+    reward = load_reward(args.reward) if args.reward else None
+    # spec_reject's ranker of partial completions (--set partial_reward=SPEC): loaded once, config.yaml keeps the spec
+    spec = options.get("partial_reward")
+    partial_reward = load_reward(spec) if isinstance(spec, str) else None
     strategy = args.strategy
     raw = args.raw or strategy in ("urial", "nudge")
     model, tok = load_model(args.model, chat_template=args.chat_template)  # as training loads it (issue #16.5)
@@ -259,6 +259,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         call_opts = dict(options)
         if "seed" in call_opts and call_opts["seed"] is not None:
             call_opts["seed"] = int(call_opts["seed"]) + start  # distinct streams per batch, reproducible
+        if isinstance(call_opts.get("partial_reward"), str):  # --set partial_reward=SPEC (spec_reject)
+            call_opts["partial_reward"] = partial_reward
         results = run_strategy(strategy, sampler, batch, reward=reward, contexts=ctx, nudger=nudger, **call_opts)
         final = score(reward, batch, [r.completion for r in results], ctx) if reward is not None else None
         for k, r in enumerate(results):

@@ -15,6 +15,12 @@ Per prompt, with n samples, checkpoints c_1 < c_2 < … and keep fraction q:
 The continuation is `extend` with the row's tokens as a token-id prefix, so the samples have the distribution
 of plain sampling; with a prefix-caching sampler (`HFSampler(prefix_cache_mb=...)`) nothing is re-encoded.
 Reward calls: one per partial score and one per complete candidate.
+
+`partial_reward` scores the partial completions with another reward than the final one: the paper uses one
+learned RM for both, but a verifier (CSR) on 8 or 16 tokens of text decides few constraints yet
+(docs/benchmarks.md, Test-time frontier), so a learned RM trained on partial text can rank the unfinished rows
+while the verifier still picks among complete candidates (`alignkit generate --strategy spec_reject --reward csr
+--set partial_reward=rm:DIR`). Default: the final reward.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from alignkit.data.records import Prompt
-from alignkit.decode.common import Context, RewardFn, StrategyResult, check_contexts, score
+from alignkit.decode.common import Context, RewardFn, StrategyResult, check_contexts, reward_label, score
 from alignkit.decode.sampler import Compute, Sampler, seed_for
 from alignkit.errors import ConfigError
 
@@ -41,8 +47,10 @@ class _Row:
 def spec_reject(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], n: int = 16, *,
                 checkpoints: Sequence[int] = (8, 16), keep: float = 0.25, max_new_tokens: int = 128,
                 temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (),
-                seed: int | None = None, contexts: Sequence[Context] | None = None) -> list[StrategyResult]:
-    """Best-of-n with early rejection at token `checkpoints`, keeping the best `keep` fraction each time.
+                seed: int | None = None, contexts: Sequence[Context] | None = None,
+                partial_reward: RewardFn | None = None) -> list[StrategyResult]:
+    """Best-of-n with early rejection at token `checkpoints`, keeping the best `keep` fraction each time; the
+    partial completions are ranked by `partial_reward` (default `reward`), the complete candidates by `reward`.
 
     Result per prompt: `completion` = the best complete candidate by reward, `candidates` / `scores` = every
     complete candidate and its reward. info: n, checkpoints, keep, alive (unfinished rows after each
@@ -58,6 +66,7 @@ def spec_reject(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], n
     if decode is None:
         raise ConfigError("spec_reject continues samples by token ids and needs a sampler with decode(token_ids)")
     ctx = check_contexts(contexts, len(prompts))
+    ranker = reward if partial_reward is None else partial_reward
     compute = [Compute() for _ in prompts]
     bounds = cps + [max_new_tokens]
     first = sampler.sample(prompts, n=n, max_new_tokens=bounds[0], temperature=temperature, top_p=top_p,
@@ -73,7 +82,7 @@ def spec_reject(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], n
         alive = [r for r in rows if not r.done]
         if not alive:
             break
-        partial = score(reward, [prompts[r.prompt] for r in alive], [r.text for r in alive],
+        partial = score(ranker, [prompts[r.prompt] for r in alive], [r.text for r in alive],
                         [ctx[r.prompt] for r in alive])
         survivors: list[_Row] = []
         for i in range(len(prompts)):
@@ -105,7 +114,7 @@ def spec_reject(sampler: Sampler, reward: RewardFn, prompts: Sequence[Prompt], n
         compute[i].reward_calls += len(mine)
         best = max(range(len(mine)), key=lambda k: (mine[k][0], -k))
         info = {"strategy": "spec_reject", "n": n, "checkpoints": cps, "keep": keep, "alive": alive_log[i],
-                "rejected": n - len(mine), "selected_reward": mine[best][0],
+                "rejected": n - len(mine), "selected_reward": mine[best][0], "partial_reward": reward_label(ranker),
                 "lengths": [len(r.ids) for _, r in mine]}
         results.append(StrategyResult(prompt, mine[best][1].text, [r.text for _, r in mine],
                                       [s for s, _ in mine], compute[i], info))
