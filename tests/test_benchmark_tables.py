@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from alignkit.decode.sampler import Compute  # noqa: E402
 from frontier import paired_table  # noqa: E402
 from sampling import ratio_cell  # noqa: E402
+from spec_reject_scorers import replay  # noqa: E402
 from testtime import Point  # noqa: E402
 
 
@@ -51,3 +52,20 @@ def test_paired_interval_is_narrower_than_the_unpaired_one() -> None:
     low, high = (float(v) for v in row.split("[")[1].split("]")[0].split(","))
     assert low < 0.0 < high and high - low < 0.2  # the unpaired means' intervals are each ~0.6 wide
     assert float(row.split("|")[3].split("[")[0]) == pytest.approx(0.0)
+
+
+def test_speculative_rejection_replay_follows_the_strategys_schedule_and_charges_rejected_rows_their_prefix() -> None:
+    # one prompt, four rows: row 0 ends (3 tokens) before the checkpoint and is a complete candidate
+    data = [{"token_ids": [[1] * 3, [1] * 10, [1] * 10, [1] * 10], "final": [0.0, 1.0, 0.5, 0.2]}]
+    ranker = {4: {(0, 1): 0.1, (0, 2): 0.9, (0, 3): 0.5}}
+    selected, tokens = replay(data, ranker, [4], keep=0.25)
+    # ceil(0.25 * 3) = 1 survivor (row 2); rows 1 and 3 stop at 4 tokens: 3 + 10 + 2 * 4
+    assert selected == [0.5] and tokens == 21
+    oracle = {4: {(0, k): f for k, f in enumerate(data[0]["final"])}}
+    assert replay(data, oracle, [4], keep=0.25) == ([1.0], 21)
+    ties = {4: {(0, 1): 0.0, (0, 2): 0.0, (0, 3): 0.0}}  # ties keep the earlier row
+    assert replay(data, ties, [4], keep=0.25)[0] == [1.0]
+    # two checkpoints: ceil(0.5 * 3) = 2 go on at 4 (rows 2, 3; row 1 stops at 4 tokens), then 1 of 2 at 8
+    # (row 3; row 2 stops at 8); the answer is the best complete row by the final reward, row 3's 0.2
+    two = {4: ranker[4], 8: {(0, 2): 0.0, (0, 3): 1.0}}
+    assert replay(data, two, [4, 8], keep=0.5) == ([0.2], 3 + 4 + 8 + 10)
