@@ -214,3 +214,23 @@ def test_a_short_common_prefix_is_not_shared() -> None:
     raw = HFSampler(model, tok, raw=True)  # no chat template: these prompts share one word, under 16 tokens
     raw.sample(["the sea is", "the sky is"], max_new_tokens=2, seed=0)
     assert raw.compute.cached_tokens == 0
+
+
+def test_a_sliding_window_model_samples_unshared_and_counts_the_one_probe_of_sharing() -> None:
+    from transformers import MistralConfig, MistralForCausalLM
+
+    _, tok = load_model("tiny-random")
+    torch.manual_seed(0)
+    cfg = MistralConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, num_key_value_heads=1, sliding_window=4, max_position_embeddings=256)
+    model = MistralForCausalLM(cfg).eval()
+    on, off = HFSampler(model, tok), HFSampler(model, tok, share_prompt_prefix=False)
+    for call in range(2):
+        got, want = (s.sample(PROMPTS, n=2, max_new_tokens=5, seed=call) for s in (on, off))
+        assert [x.token_ids for r in got for x in r] == [x.token_ids for r in want for x in r]
+    # the first call encoded the common prefix once, found the sliding-window cache cannot share it, and went on
+    # unshared; that forward is counted (once, on the first prompt's first sample), the user's flag is kept
+    ids = [on.encode_prompt(p) for p in PROMPTS]
+    common = next(j for j in range(min(map(len, ids))) if len({row[j] for row in ids}) > 1)
+    assert on.compute.forward_tokens == off.compute.forward_tokens + common
+    assert on.share_prompt_prefix is True and on.compute.cached_tokens == 0

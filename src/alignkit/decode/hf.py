@@ -95,6 +95,7 @@ class HFSampler:
         self.max_batch_rows = max(1, int(max_batch_rows))
         self.progress = progress
         self.share_prompt_prefix = share_prompt_prefix
+        self._share_unsupported = False  # set when the model's cache layers cannot take a shared prefix
         # inside a generate call: [the last shared prefix encoded, as (token ids, per-layer KV)], so rows that join
         # the running batch later (continuous batching refills a few at a time) reuse it; None outside a call, as
         # the weights may change between calls
@@ -289,14 +290,16 @@ class HFSampler:
         pc = self.prefix_cache
         hits = [pc.lookup(s, c) for s, c in zip(seqs, caps, strict=True)] if pc is not None else []
         shared = 0
-        if not any(m for m, _ in hits) and self.share_prompt_prefix:
+        if not any(m for m, _ in hits) and self.share_prompt_prefix and not self._share_unsupported:
             hits, shared = self._shared_prefix(seqs, caps)
         if not any(m for m, _ in hits):
             ids, mask = self._left_pad(seqs)
             positions = self._positions(mask)
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              use_cache=use_cache or pc is not None, logits_to_keep=keep)
-            return out.logits, cache_of(out), mask, positions[:, -1], [len(s) for s in seqs], [0] * len(seqs)
+            done = [len(s) for s in seqs]
+            done[0] += shared  # a shared-prefix forward whose KV the model's cache could not take
+            return out.logits, cache_of(out), mask, positions[:, -1], done, [0] * len(seqs)
         past, past_mask = past_from_entries(hits, self.device)
         suffixes = [s[m:] for s, (m, _) in zip(seqs, hits, strict=True)]
         ids, suffix_mask = self._left_pad(suffixes)
@@ -313,7 +316,8 @@ class HFSampler:
         """Encode the rows' longest common prefix once (batch 1) as a hit for every row, as engines with prefix
         sharing do (vLLM's automatic prefix caching, SGLang's RadixAttention): a chat template's system prompt
         makes most of a short prompt common to every row. ([], 0) when fewer than two rows or under BLOCK tokens
-        are common. The KV equals the per-row one up to float rounding (batch 1 vs a padded batch).
+        are common; ([], common) when the model's cache layers (sliding windows) cannot take the KV: that forward is
+still counted, once per sampler. The KV equals the per-row one up to float rounding (batch 1 vs a padded batch).
 
         Within a generate call, rows that all start with the prefix encoded last reuse it, a single row included
         (then shared is 0: nothing was processed now)."""
@@ -333,8 +337,8 @@ class HFSampler:
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
         cache = cache_of(out)
         if not supported(cache):  # sliding-window or other layer kinds: their KV cannot be merged this way
-            self.share_prompt_prefix = False
-            return [], 0
+            self._share_unsupported = True  # found once per sampler; the user's setting is left as it was
+            return [], common  # no hits, but that forward was real: the caller counts it
         kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
         if self._call_prefix is not None:
             self._call_prefix[:] = [(first[:common], kv)]
