@@ -259,7 +259,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         call_opts = dict(options)
         if "seed" in call_opts and call_opts["seed"] is not None:
             call_opts["seed"] = int(call_opts["seed"]) + start  # distinct streams per batch, reproducible
-        if isinstance(call_opts.get("partial_reward"), str):  # --set partial_reward=SPEC (spec_reject)
+        if partial_reward is not None:  # the loaded reward in place of its spec
             call_opts["partial_reward"] = partial_reward
         results = run_strategy(strategy, sampler, batch, reward=reward, contexts=ctx, nudger=nudger, **call_opts)
         final = score(reward, batch, [r.completion for r in results], ctx) if reward is not None else None
