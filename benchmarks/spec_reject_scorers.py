@@ -200,9 +200,8 @@ def main() -> None:
     test = sample_split(sampler, reward, "test", args.test_prompts, args.n, args.tokens, args.seed, args.cache_dir)
     probe, info = probe_scores(train, hidden_at(model, sampler, train, cps), test, hidden_at(model, sampler, test, cps),
                                cps)
-    rankers: dict[str, Scores] = {"csr": csr_scores(reward, tok, test, cps), "probe": probe,
-                                  "oracle": {c: {(i, k): f for i, d in enumerate(test) for k, f in enumerate(d["final"])}
-                                             for c in cps}}
+    oracle = {c: {(i, k): f for i, d in enumerate(test) for k, f in enumerate(d["final"])} for c in cps}
+    rankers: dict[str, Scores] = {"csr": csr_scores(reward, tok, test, cps), "probe": probe, "oracle": oracle}
     ref = [max(d["final"]) for d in test]
     ref_tokens = float(np.mean([sum(map(len, d["token_ids"])) for d in test]))
     print(f"\n{args.model}; train {args.train_prompts} / test {args.test_prompts} prompts of the suite; n = {args.n}; "

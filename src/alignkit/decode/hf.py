@@ -317,7 +317,8 @@ class HFSampler:
         sharing do (vLLM's automatic prefix caching, SGLang's RadixAttention): a chat template's system prompt
         makes most of a short prompt common to every row. ([], 0) when fewer than two rows or under BLOCK tokens
         are common; ([], common) when the model's cache layers (sliding windows) cannot take the KV: that forward
-        is still counted, once per sampler. The KV equals the per-row one up to float rounding (batch 1 vs a padded batch).
+        is still counted, once per sampler. The KV equals the per-row one up to float rounding (batch 1 vs a
+        padded batch).
 
         Within a generate call, rows that all start with the prefix encoded last reuse it, a single row included
         (then shared is 0: nothing was processed now)."""
