@@ -1,7 +1,7 @@
 """Which partial scorer would make speculative rejection pay off? A replay study on full samples (issue 18, item 4).
 
     .venv/bin/python benchmarks/spec_reject_scorers.py [--train-prompts 96] [--test-prompts 64] [--n 16]
-        [--tokens 64] [--checkpoints 4,8;8,16;16,32] [--keep 0.25,0.125]
+        [--tokens 64] [--checkpoints 4,8;8,16;16,32] [--keep 0.25,0.125] [--rm RM_DIR]
 
 Speculative rejection (`alignkit.decode.spec_reject`) ranks the unfinished rows by a score of their partial text at
 each checkpoint and continues the best `keep` fraction. A row continued past a checkpoint is a draw from the same
@@ -14,6 +14,7 @@ pick the best complete survivor by the final reward (`replay`). On the same samp
 * `probe`: a learned value head, ridge regression of the final reward on the policy's last hidden state at the
   checkpoint, fitted on the train split's samples (per-prompt demeaned, α by 4-fold grouped cross-validation);
   the cheapest learned scorer there is, one dot product per row on a state the sampler computes anyway;
+* `rm` (with `--rm DIR`): a reward model's score of the partial text, e.g. one trained on partial answers;
 * `oracle`: the final reward itself, the ceiling (best-of-n's reward at the replay's tokens).
 
 Samples are cached under --cache-dir (keyed by split, prompts, n, tokens, seed). Prints a markdown table.
@@ -164,7 +165,8 @@ def probe_scores(train: Sequence[dict[str, Any]], ftrain: dict[int, np.ndarray],
     return scores, info
 
 
-def csr_scores(reward: Any, tok: Any, data: Sequence[dict[str, Any]], cps: Sequence[int]) -> Scores:
+def partial_scores(reward: Any, tok: Any, data: Sequence[dict[str, Any]], cps: Sequence[int]) -> Scores:
+    """A reward of each running row's first c tokens (decoded), per checkpoint c."""
     out: Scores = {}
     for c in cps:
         keys = [(i, k) for i, d in enumerate(data) for k, t in enumerate(d["token_ids"]) if len(t) > c]
@@ -186,6 +188,7 @@ def main() -> None:
     ap.add_argument("--keep", default="0.25,0.125")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rm", metavar="DIR", help="also rank by this reward model (e.g. one trained on partial answers)")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "spec_reject_scorers")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -201,19 +204,24 @@ def main() -> None:
     probe, info = probe_scores(train, hidden_at(model, sampler, train, cps), test, hidden_at(model, sampler, test, cps),
                                cps)
     oracle = {c: {(i, k): f for i, d in enumerate(test) for k, f in enumerate(d["final"])} for c in cps}
-    rankers: dict[str, Scores] = {"csr": csr_scores(reward, tok, test, cps), "probe": probe, "oracle": oracle}
+    rankers: dict[str, Scores] = {"csr": partial_scores(reward, tok, test, cps), "probe": probe}
+    if args.rm:
+        rankers["rm"] = partial_scores(load_reward(f"rm:{args.rm}"), tok, test, cps)
+    rankers["oracle"] = oracle
     ref = [max(d["final"]) for d in test]
     ref_tokens = float(np.mean([sum(map(len, d["token_ids"])) for d in test]))
     print(f"\n{args.model}; train {args.train_prompts} / test {args.test_prompts} prompts of the suite; n = {args.n}; "
           f"{args.tokens} new tokens; seed {args.seed}; {time.perf_counter() - t0:.0f} s")
     print("probe per checkpoint (α by CV, test within-prompt Spearman ρ with the final csr): "
           + ", ".join(f"{c}: α={a:g} ρ={r:.2f}" for c, (a, r) in info.items()))
-    print("\n| checkpoints | keep | gen tokens vs BoN-n | random | csr | probe | oracle | csr − BoN-n [95% CI] |")
-    print("|---|---|---|---|---|---|---|---|")
+    names = list(rankers)
+    blank = "| " * len(names) + "|"
+    print(f"\n| checkpoints | keep | gen tokens vs BoN-n | random | {' | '.join(names)} | csr − BoN-n [95% CI] |")
+    print("|---" * (len(names) + 5) + "|")
     for n in (1, 2, 4, 8):
         sel = [max(d["final"][:n]) for d in test]
         share = np.mean([sum(map(len, d["token_ids"][:n])) for d in test]) / ref_tokens
-        print(f"| best-of-{n} | | {share:.0%} | {np.mean(sel):.3f} | | | | |")
+        print(f"| best-of-{n} | | {share:.0%} | {np.mean(sel):.3f} {blank}")
     for cps_ in schedules:
         for keep in keeps:
             rnd = [np.mean(replay(test, {c: {(i, k): r.random() for i, d in enumerate(test)
@@ -226,9 +234,9 @@ def main() -> None:
                     share = tok_ / ref_tokens
             d = paired_bootstrap(cells["csr"], ref, seed=0)
             print(f"| {','.join(map(str, cps_))} | {keep:g} | {share:.0%} | {np.mean(rnd):.3f} | "
-                  f"{np.mean(cells['csr']):.3f} | {np.mean(cells['probe']):.3f} | {np.mean(cells['oracle']):.3f} | "
-                  f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}] |")
-    print(f"| best-of-{args.n} | | 100% | {np.mean(ref):.3f} | | | | |")
+                  + " | ".join(f"{np.mean(cells[k]):.3f}" for k in names)
+                  + f" | {d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}] |")
+    print(f"| best-of-{args.n} | | 100% | {np.mean(ref):.3f} {blank}")
 
 
 if __name__ == "__main__":
