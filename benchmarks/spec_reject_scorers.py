@@ -177,6 +177,23 @@ def partial_scores(reward: Any, tok: Any, data: Sequence[dict[str, Any]], cps: S
     return out
 
 
+def partial_pairs(data: Sequence[dict[str, Any]], tok: Any, cps: Sequence[int], per: int, seed: int = 0
+                  ) -> list[dict[str, Any]]:
+    """Bradley-Terry pairs for an RM of partial answers: per prompt and checkpoint c, up to `per` random pairs of
+    running rows' first c tokens, `chosen` the one whose full completion scored higher (distinct texts only)."""
+    rng, pairs = random.Random(seed), []
+    for d in data:
+        for c in cps:
+            rows = [(tok.decode(ids[:c], skip_special_tokens=True), f)
+                    for ids, f in zip(d["token_ids"], d["final"], strict=True) if len(ids) > c]
+            cand = [(a, b) for a in range(len(rows)) for b in range(len(rows))
+                    if rows[a][1] > rows[b][1] and rows[a][0] != rows[b][0]]
+            for a, b in rng.sample(cand, min(per, len(cand))):
+                pairs.append({"prompt": d["prompt"], "chosen": rows[a][0], "rejected": rows[b][0],
+                              "metadata": {"id": d["id"], "checkpoint": c}})
+    return pairs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -188,6 +205,10 @@ def main() -> None:
     ap.add_argument("--keep", default="0.25,0.125")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write-pairs", type=Path, metavar="JSONL", help="write the train split's partial-answer BT "
+                    "pairs (at --pair-checkpoints) for `alignkit reward train`, then go on")
+    ap.add_argument("--pair-checkpoints", default="8,16")
+    ap.add_argument("--pairs-per", type=int, default=6, help="pairs per prompt and checkpoint")
     ap.add_argument("--rm", metavar="DIR", help="also rank by this reward model (e.g. one trained on partial answers)")
     ap.add_argument("--cache-dir", type=Path, default=ROOT / "runs" / "spec_reject_scorers")
     args = ap.parse_args()
@@ -200,6 +221,11 @@ def main() -> None:
     sampler = HFSampler(model, tok, max_batch_rows=64)
     reward = load_reward("csr")
     train = sample_split(sampler, reward, "train", args.train_prompts, args.n, args.tokens, args.seed, args.cache_dir)
+    if args.write_pairs:
+        pairs = partial_pairs(train, tok, [int(c) for c in args.pair_checkpoints.split(",")], args.pairs_per)
+        args.write_pairs.parent.mkdir(parents=True, exist_ok=True)
+        args.write_pairs.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+        print(f"{len(pairs)} pairs -> {args.write_pairs}")
     test = sample_split(sampler, reward, "test", args.test_prompts, args.n, args.tokens, args.seed, args.cache_dir)
     probe, info = probe_scores(train, hidden_at(model, sampler, train, cps), test, hidden_at(model, sampler, test, cps),
                                cps)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from alignkit.decode.sampler import Compute  # noqa: E402
 from frontier import paired_table  # noqa: E402
 from sampling import ratio_cell  # noqa: E402
-from spec_reject_scorers import replay  # noqa: E402
+from spec_reject_scorers import partial_pairs, replay  # noqa: E402
 from testtime import Point  # noqa: E402
 
 
@@ -69,3 +69,19 @@ def test_speculative_rejection_replay_follows_the_strategys_schedule_and_charges
     # (row 3; row 2 stops at 8); the answer is the best complete row by the final reward, row 3's 0.2
     two = {4: ranker[4], 8: {(0, 2): 0.0, (0, 3): 1.0}}
     assert replay(data, two, [4, 8], keep=0.5) == ([0.2], 3 + 4 + 8 + 10)
+
+
+def test_partial_answer_pairs_prefer_the_row_whose_full_answer_scored_higher() -> None:
+    class Chars:  # token ids are characters
+        def decode(self, ids, skip_special_tokens=True):  # noqa: ANN001, ANN201, ARG002
+            return "".join(chr(i) for i in ids)
+
+    rows = ["aaxx", "abyy", "aazz", "b"]  # rows 0 and 2 share their first two tokens; row 3 ends before c = 2
+    data = [{"id": "p", "prompt": "q", "token_ids": [[ord(ch) for ch in r] for r in rows],
+             "final": [1.0, 0.5, 0.0, 1.0]}]
+    pairs = partial_pairs(data, Chars(), [2], per=10)
+    got = sorted((p["chosen"], p["rejected"]) for p in pairs)
+    # "aa" (rows 0 and 2) vs "ab": 1.0 > 0.5 and 0.5 > 0.0; rows 0 and 2 read alike at c = 2, so no pair
+    assert got == [("aa", "ab"), ("ab", "aa")]
+    assert all(p["metadata"] == {"id": "p", "checkpoint": 2} for p in pairs)
+    assert len(partial_pairs(data, Chars(), [2], per=1)) == 1
