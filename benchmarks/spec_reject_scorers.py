@@ -241,7 +241,7 @@ def main() -> None:
     print("probe per checkpoint (α by CV, test within-prompt Spearman ρ with the final csr): "
           + ", ".join(f"{c}: α={a:g} ρ={r:.2f}" for c, (a, r) in info.items()))
     names = list(rankers)
-    blank = "| " * len(names) + "|"
+    blank = "| " * (len(names) + 1) + "|"  # the ranker cells and the interval cell
     print(f"\n| checkpoints | keep | gen tokens vs BoN-n | random | {' | '.join(names)} | csr − BoN-n [95% CI] |")
     print("|---" * (len(names) + 5) + "|")
     for n in (1, 2, 4, 8):
