@@ -37,6 +37,7 @@ import torch
 from alignkit.data.suite import load_suite
 from alignkit.decode.common import score
 from alignkit.decode.hf import HFSampler
+from alignkit.decode.hf_loop import cache_of
 from alignkit.evaluate.stats import paired_bootstrap
 from alignkit.models import load_model
 from alignkit.rewards.registry import load_reward
@@ -97,15 +98,15 @@ def hidden_at(model: Any, sampler: HFSampler, data: Sequence[dict[str, Any]], cp
     out: dict[int, list[np.ndarray]] = {c: [] for c in cps}
     for d in data:
         p = sampler.encode_prompt(d["prompt"])
-        cache = model(input_ids=torch.tensor([p]), use_cache=True).past_key_values
+        cache = cache_of(model(input_ids=torch.tensor([p]), use_cache=True))
         rows = d["token_ids"]
         width = max(max(len(r) for r in rows), max(cps))
         ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
         mask = torch.tensor([[1] * (len(p) + len(r)) + [0] * (width - len(r)) for r in rows])
         cache.batch_repeat_interleave(len(rows))
         pos = torch.arange(len(p), len(p) + width)[None].expand(len(rows), -1)
-        h = model(input_ids=ids, attention_mask=mask, past_key_values=cache, position_ids=pos,
-                  output_hidden_states=True).hidden_states[-1]
+        h = model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True,
+                  **{sampler._cache_kw: cache}).hidden_states[-1]  # the cache keyword this transformers takes
         for c in cps:
             out[c].append(h[:, c - 1].float().numpy())  # rows shorter than c are never ranked at c
     return {c: np.concatenate(v) for c, v in out.items()}
